@@ -1,0 +1,78 @@
+"""Which output position depends on which input position, shown as a small grid."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..registry import CheckFailure
+
+
+def dependency_map(
+    run: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, perturb: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    """deps[i, j] is True when output position i changes after input position j changes.
+
+    `inputs` and the outputs of `run` have time on dimension 1; `perturb(inputs, j)` returns
+    a copy of `inputs` that differs at position j only.
+    """
+    base = run(inputs)
+    T = inputs.shape[1]
+    deps = torch.zeros(T, T, dtype=torch.bool)
+    for j in range(T):
+        changed = run(perturb(inputs, j))
+        delta = (changed - base).abs().transpose(0, 1).reshape(T, -1)
+        deps[:, j] = delta.amax(dim=1) > 1e-6 * (1 + base.abs().max())
+    return deps
+
+
+def perturb_token(vocab_size: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    def perturb(idx: torch.Tensor, j: int) -> torch.Tensor:
+        out = idx.clone()
+        out[:, j] = (out[:, j] + 1 + out[:, j] % 3) % vocab_size
+        return out
+
+    return perturb
+
+
+def perturb_vector(x: torch.Tensor, j: int) -> torch.Tensor:
+    out = x.clone()
+    gen = torch.Generator().manual_seed(1000 + j)
+    out[:, j] = out[:, j] + torch.randn(out[:, j].shape, generator=gen, dtype=out.dtype)
+    return out
+
+
+def render_map(deps: torch.Tensor) -> str:
+    """A grid: rows are output positions, columns input positions. '#' depends, 'X' leaks the future."""
+    T = deps.shape[0]
+    width = len(str(T - 1))
+    header = " " * (width + 9) + " ".join(f"{j:>{width}}" for j in range(T))
+    rows = [header]
+    for i in range(T):
+        cells = []
+        for j in range(T):
+            cell = "X" if deps[i, j] and j > i else ("#" if deps[i, j] else ".")
+            cells.append(f"{cell:>{width}}")
+        rows.append(f"output {i:>{width}}  " + " ".join(cells))
+    rows.append("('#' depends on that input, 'X' depends on a future input: a leak, '.' no dependence)")
+    return "\n".join(rows)
+
+
+def assert_causal(deps: torch.Tensor, what: str, hint: str = "", require_self: bool = False) -> None:
+    leaks = [(i, j) for i in range(deps.shape[0]) for j in range(deps.shape[1]) if j > i and deps[i, j]]
+    blind = [i for i in range(deps.shape[0]) if require_self and not deps[i, i]]
+    if not leaks and not blind:
+        return
+    lines = []
+    if leaks:
+        i, j = leaks[0]
+        lines.append(
+            f"{what}: position {i}'s output changed when the token at position {j} changed. "
+            f"Output at position t may only depend on positions <= t; {len(leaks)} such leaks in all."
+        )
+    if blind:
+        lines.append(f"{what}: position {blind[0]}'s output does not depend on its own token at all.")
+    lines.append(render_map(deps))
+    if hint:
+        lines.append(hint)
+    raise CheckFailure("\n".join(lines))

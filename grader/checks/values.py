@@ -1,0 +1,77 @@
+"""Strict types, shapes and dtypes, and closeness with a message that says where and by how much."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..registry import CheckFailure
+
+
+def expect_type(value: Any, kind: type, name: str) -> None:
+    if type(value) is not kind:
+        raise CheckFailure(f"{name} should be a {kind.__name__}, but it is a {type(value).__name__}: {_short(value)}.")
+
+
+def expect_int_list(value: Any, name: str) -> list[int]:
+    expect_type(value, list, name)
+    for i, item in enumerate(value):
+        if type(item) is not int:
+            raise CheckFailure(f"{name}[{i}] should be an int, but it is a {type(item).__name__}: {_short(item)}.")
+    return value
+
+
+def expect_tensor(value: Any, name: str, shape: tuple | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailure(f"{name} should be a torch.Tensor, but it is a {type(value).__name__}: {_short(value)}.")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise CheckFailure(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}.")
+    if dtype is not None and value.dtype != dtype:
+        raise CheckFailure(f"{name} has dtype {value.dtype}, expected {dtype}.")
+    return value
+
+
+def assert_close(
+    actual: Any,
+    expected: torch.Tensor,
+    name: str,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    hint: str = "",
+) -> None:
+    """`actual` equals `expected` within atol + rtol*|expected|, elementwise; same shape and dtype.
+
+    The message names the first few bad positions, the largest difference and the tolerance,
+    then the hint: the most likely cause, in a learner's words.
+    """
+    expect_tensor(actual, name, tuple(expected.shape), expected.dtype)
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    bad = ~torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return
+    where = bad.nonzero()
+    diff = (a - e).abs().nan_to_num(nan=float("inf"))
+    worst = tuple(int(i) for i in (diff * bad).flatten().argmax().unravel_index(diff.shape)) if diff.dim() else ()
+    shown = ", ".join(
+        f"{_index(tuple(int(i) for i in idx))}: got {a[tuple(idx)].item():.6g}, expected {e[tuple(idx)].item():.6g}"
+        for idx in where[:3]
+    )
+    lines = [
+        f"{name} is wrong at {len(where)} of {e.numel()} positions (tolerance {atol:g} + {rtol:g}*|expected|).",
+        f"First: {shown}.",
+        f"Largest difference {diff[worst].item():.3g} at {_index(worst)}.",
+    ]
+    if torch.isnan(a).any():
+        lines.append(f"{name} contains NaN at {_index(tuple(int(i) for i in torch.isnan(a).nonzero()[0]))}.")
+    if hint:
+        lines.append(hint)
+    raise CheckFailure("\n".join(lines))
+
+
+def _index(idx: tuple) -> str:
+    return f"index {list(idx)}" if idx else "the scalar"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,155 @@
+"""python -m grader list | check | selftest | release | data"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from .course import CourseError, Stage, load_course
+
+USAGE_EXAMPLES = """examples:
+  python -m grader list
+  python -m grader check 01_bpe
+  python -m grader check 01_bpe --impl solutions --json results.json
+  python -m grader selftest 01_bpe 02_bigram
+  python -m grader release --check
+  python -m grader data fetch tinyshakespeare
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m grader",
+        description="The ScratchGPT autograder.",
+        epilog=USAGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and what your code printed")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="the stages, their points and status")
+
+    check = sub.add_parser("check", help="run one stage's checks")
+    check.add_argument("stage", help="a stage id, such as 01_bpe")
+    check.add_argument("--impl", default="exercises", help="exercises (default), solutions, or a folder")
+    check.add_argument(
+        "--deps",
+        choices=["own", "reference"],
+        help="earlier stages from the same place as the stage (own) or from solutions/ (reference); "
+        "default: own for exercises, reference otherwise",
+    )
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the result records to FILE")
+    check.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+    selftest = sub.add_parser("selftest", help="prove the suites: solutions pass, stubs score 0, mutants are caught")
+    selftest.add_argument("stages", nargs="*", help="stage ids (default: every available stage)")
+    selftest.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+    release = sub.add_parser("release", help="build the student release, or check that exercises/ is in sync")
+    release.add_argument("outdir", nargs="?", type=Path)
+    release.add_argument("--check", action="store_true", help="only check that exercises/ is what solutions/ generates")
+    release.add_argument("--write-exercises", action="store_true", help="regenerate exercises/ from solutions/ (course authors)")
+
+    data = sub.add_parser("data", help="the course's datasets")
+    data.add_argument("action", choices=["list", "fetch", "verify"])
+    data.add_argument("name", nargs="?")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback for a learner
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: the grader failed unexpectedly ({type(exc).__name__}: {exc}). Run again with -v for details.", file=sys.stderr)
+        return 3
+
+
+def cmd_list(args) -> int:
+    course = load_course()
+    print(f"{course.name}: {course.title}\n")
+    for stage in course.stages:
+        print(f"  {stage.id:<13} {stage.title:<66} {stage.points:>3} pts  {_status(course, stage)}")
+    return 0
+
+
+def _status(course, stage: Stage) -> str:
+    if not stage.available:
+        return "not available yet"
+    stubs = [course.root / "exercises" / stage.id / f for f in stage.files]
+    left = sum(p.read_text(encoding="utf-8").count("raise NotImplementedError") for p in stubs if p.is_file())
+    return f"{left} part(s) left to implement" if left else "all parts written"
+
+
+def available_stage(course, stage_id: str) -> Stage:
+    stage = course.stage(stage_id)
+    if not stage.available:
+        raise CourseError(f"Stage {stage.id} ({stage.title}) is not available yet. Run `python -m grader list` to see what is.")
+    return stage
+
+
+def cmd_check(args) -> int:
+    from .handle import resolve
+    from .report import render
+    from .results import all_passed, write_json
+    from .runner import run_stage
+
+    course = load_course()
+    stage = available_stage(course, args.stage)
+    deps = args.deps or ("own" if args.impl == "exercises" else "reference")
+    impl = resolve(course, stage, args.impl, deps)
+    records = run_stage(course, stage, impl, verbose=args.verbose)
+    hidden_not_run = course.hidden.get(stage.id, 0)
+    print(render(stage, records, impl.label, hidden_not_run))
+    if args.json:
+        write_json(records, args.json)
+    return 0 if all_passed(records) else 1
+
+
+def cmd_selftest(args) -> int:
+    from .selftest import selftest
+
+    course = load_course()
+    if course.is_release:
+        raise CourseError("selftest needs the solutions and the mutants, which a student release does not have.")
+    stages = [available_stage(course, s) for s in args.stages] or [s for s in course.stages if s.available]
+    return 0 if selftest(course, stages, verbose=args.verbose) else 1
+
+
+def cmd_release(args) -> int:
+    from .release import build_release, check_in_sync, write_exercises
+
+    course = load_course()
+    if args.write_exercises:
+        if course.is_release:
+            raise CourseError("A student release has no solutions/ to generate exercises from.")
+        for path in write_exercises(course):
+            print(f"wrote {path}")
+        return 0
+    if args.check:
+        problems = check_in_sync(course)
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print("exercises/ is in sync with solutions/.")
+        return 1 if problems else 0
+    if args.outdir is None:
+        raise CourseError("release needs an output folder (or --check).")
+    build_release(course, args.outdir)
+    print(f"Student release written to {args.outdir}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+
+    return data.command(args.action, args.name)
+
+
+COMMANDS = {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}

@@ -1,0 +1,110 @@
+"""The course as course.toml describes it: stages, their files, points and rules."""
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE_MANIFEST = Path(__file__).resolve().parent / "release_manifest.json"
+
+
+class CourseError(Exception):
+    """A problem the person at the terminal can fix; its message says how."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    title: str
+    points: int
+    files: tuple[str, ...]
+    depends: tuple[str, ...]
+    forbidden: tuple[str, ...]
+    time_limit: float
+    check_time_limit: float
+    available: bool
+
+    @property
+    def module_names(self) -> tuple[str, ...]:
+        return tuple(Path(f).stem for f in self.files)
+
+    @property
+    def suite_dir(self) -> Path:
+        return ROOT / "grader" / "suites" / self.id
+
+    @property
+    def mutants_file(self) -> Path:
+        return ROOT / "grader" / "mutants" / f"{self.id}.py"
+
+
+@dataclass(frozen=True)
+class Course:
+    name: str
+    title: str
+    stages: tuple[Stage, ...]
+    root: Path = ROOT
+    hidden: dict = field(default_factory=dict)  # in a student release: stage -> hidden check count
+
+    @property
+    def is_release(self) -> bool:
+        return not (self.root / "solutions").is_dir()
+
+    def stage(self, stage_id: str) -> Stage:
+        for stage in self.stages:
+            if stage.id == stage_id:
+                return stage
+        ids = [s.id for s in self.stages]
+        # Learners type "5_attention" or "attention"; suggest the id they meant.
+        by_topic = [s for s in ids if s.split("_", 1)[1] == stage_id.split("_", 1)[-1]]
+        close = by_topic or difflib.get_close_matches(stage_id, ids, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise CourseError(f"There is no stage '{stage_id}'.{hint} The stages are: {', '.join(ids)}.")
+
+    def dependencies(self, stage: Stage) -> list[Stage]:
+        """Every earlier stage `stage` builds on, nearest first, each once."""
+        seen: list[Stage] = []
+        todo = list(stage.depends)
+        while todo:
+            dep = self.stage(todo.pop(0))
+            if dep not in seen:
+                seen.append(dep)
+                todo.extend(dep.depends)
+        return seen
+
+
+def load_course(root: Path = ROOT) -> Course:
+    path = root / "course.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CourseError(f"{path} is missing; run the grader from the course folder.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CourseError(f"{path} is not valid TOML: {exc}") from None
+    stages = []
+    for entry in data.get("stage", []):
+        stages.append(
+            Stage(
+                id=entry["id"],
+                title=entry["title"],
+                points=int(entry["points"]),
+                files=tuple(entry["files"]),
+                depends=tuple(entry.get("depends", ())),
+                forbidden=tuple(entry.get("forbidden", ())),
+                time_limit=float(entry.get("time_limit", 120)),
+                check_time_limit=float(entry.get("check_time_limit", 60)),
+                available=bool(entry.get("available", False)),
+            )
+        )
+    hidden = {}
+    if RELEASE_MANIFEST.is_file():
+        hidden = json.loads(RELEASE_MANIFEST.read_text(encoding="utf-8"))["hidden_checks"]
+    meta = data.get("course", {})
+    return Course(meta.get("name", "course"), meta.get("title", ""), tuple(stages), root, hidden)

@@ -1,0 +1,161 @@
+"""Run one stage's checks against one implementation and turn each outcome into a Record."""
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import re
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, settings
+
+from .checks import forbidden
+from .course import Course, Stage
+from .handle import Implementation, LearnerError, LoadError, NotImplementedByLearner, reference
+from .registry import Check, CheckFailure, Skip, load_checks
+from .results import ERROR, FAILED, PASSED, SKIPPED, Record
+
+# The same code gets the same score on every run: examples are derived from each check's
+# name, nothing is remembered between runs, and slow learner code is not a failure by itself.
+settings.register_profile(
+    "grader",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=False,
+    report_multiple_bugs=False,
+    max_examples=25,
+    suppress_health_check=list(HealthCheck),
+)
+settings.load_profile("grader")
+
+
+class CheckTimeout(BaseException):
+    """Raised inside learner code when a check runs out of time; learner code must not catch it."""
+
+
+def stage_checks(stage: Stage) -> list[Check]:
+    """The public checks, then the hidden ones where this copy of the course has them."""
+    found = []
+    for visibility in ("public", "hidden"):
+        path = stage.suite_dir / f"{visibility}.py"
+        if path.is_file():
+            found += load_checks(path, visibility)
+    return found
+
+
+def run_stage(
+    course: Course, stage: Stage, impl: Implementation, verbose: bool = False, only: str | None = None
+) -> list[Record]:
+    """Every check of the stage (or just the one named `only`) on `impl`, in suite order."""
+    checks = [c for c in stage_checks(stage) if only is None or c.id == only]
+    all_modules = {name for s in course.stages for name in s.module_names}
+
+    def everyone(status: str, message: str) -> list[Record]:
+        return [_record(stage, c, 0, status, message, 0.0) for c in checks]
+
+    violations = forbidden.scan(impl.files, stage.forbidden)
+    if violations:
+        listed = "; ".join(v.describe() for v in violations[:5])
+        return everyone(
+            FAILED,
+            f"Not graded: this stage is built from scratch, and your code uses a forbidden API ({listed}). "
+            f"Forbidden here: {', '.join(stage.forbidden)}. Remove it and write that part yourself.",
+        )
+    try:
+        impl.load(all_modules)
+    except LoadError as exc:
+        return everyone(ERROR, str(exc))
+
+    ref = None
+    records: list[Record] = []
+    started = time.perf_counter()
+    for check in checks:
+        if time.perf_counter() - started > stage.time_limit:
+            records.append(_record(stage, check, 0, FAILED, f"Not run: the stage's time limit of {stage.time_limit:g} s ran out.", 0.0))
+            continue
+        fixtures = {}
+        if "ref" in check.fixtures and ref is None:
+            ref = reference(course, stage)
+            ref.load(all_modules)
+        with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+            available = {"impl": impl, "ref": ref, "tmp_path": Path(tmp)}
+            fixtures = {name: available[name] for name in check.fixtures if name in available}
+            records.append(run_check(stage, check, fixtures, verbose))
+    return records
+
+
+def run_check(stage: Stage, check: Check, fixtures: dict, verbose: bool = False) -> Record:
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    captured = io.StringIO()
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), _time_limit(stage.check_time_limit):
+            check.func(**fixtures)
+        status, message = PASSED, ""
+    except Skip as exc:
+        status, message = SKIPPED, f"skipped: {exc}"
+    except NotImplementedByLearner as exc:
+        status, message = FAILED, exc.describe()
+    except LearnerError as exc:
+        status, message = ERROR, exc.describe() + _notes(exc)
+    except CheckTimeout:
+        status, message = FAILED, (
+            f"Took longer than this check's limit of {stage.check_time_limit:g} s. "
+            "Look for an endless loop, or a loop in Python where a tensor operation would do."
+        )
+    except AssertionError as exc:
+        status, message = FAILED, (str(exc) or "A check failed.") + _notes(exc)
+    except Exception as exc:  # noqa: BLE001 - a crash in the suite itself, not the learner's fault
+        status = ERROR
+        message = f"The check itself crashed ({type(exc).__name__}: {exc}). This is a grader bug; please report it."
+        if verbose:
+            message += "\n" + traceback.format_exc()
+    if verbose and captured.getvalue().strip():
+        message += "\nYour code printed:\n" + captured.getvalue()[-2000:]
+    earned = check.points if status == PASSED else 0
+    return _record(stage, check, earned, status, message, time.perf_counter() - start)
+
+
+def _record(stage: Stage, check: Check, earned: float, status: str, message: str, duration: float) -> Record:
+    return Record(stage.id, check.id, check.title, earned, check.points, status, message, check.visibility, round(duration, 3))
+
+
+def _notes(exc: BaseException) -> str:
+    """hypothesis attaches the failing example as a note; show it without the fixtures."""
+    for note in getattr(exc, "__notes__", []):
+        if note.startswith("Falsifying example"):
+            example = re.sub(r"\b(impl|ref|tmp_path)=[^,\n)]*,?\s*", "", note.split(":", 1)[1]).strip()
+            example = re.sub(r"^\w+\(\s*", "(", example).replace("\n", " ")
+            example = re.sub(r"\s+", " ", example).replace("( ", "(").replace(", )", ")")
+            return f"\nFailing example: {example}"
+    return ""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Interrupt a check that runs too long (where the platform has SIGALRM, in the main thread)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CheckTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

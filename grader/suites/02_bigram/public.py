@@ -1,0 +1,219 @@
+"""Stage 02, public checks: the count model, the embedding model, its loss and generation."""
+import math
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import (
+    CheckFailure,
+    assert_close,
+    assert_init_loss,
+    expect_int_list,
+    expect_tensor,
+    expect_type,
+)
+from grader.data import corpus
+from grader.probes import set_parameter, train_steps
+
+TABLE = "token_embedding_table.weight"
+
+
+def token_ids(max_vocab: int = 12, max_len: int = 60):
+    """(vocab_size, ids) with every id in range; includes sequences too short to have a pair."""
+    return st.integers(1, max_vocab).flatmap(
+        lambda v: st.tuples(st.just(v), st.lists(st.integers(0, v - 1), min_size=1, max_size=max_len))
+    )
+
+
+@check("build_vocab, encode and decode round-trip the text", points=1)
+@given(text=st.text(max_size=40))
+def vocab_round_trip(impl, text):
+    bigram = impl.module("bigram")
+    chars = bigram.build_vocab(text)
+    expect_type(chars, list, "build_vocab(text)")
+    if chars != sorted(set(text)):
+        raise CheckFailure(f"build_vocab({text!r}) returned {chars!r}; expected the sorted distinct characters {sorted(set(text))!r}.")
+    ids = expect_int_list(bigram.encode(text, chars), "encode(text, chars)")
+    back = bigram.decode(ids, chars)
+    if back != text:
+        raise CheckFailure(f"decode(encode(text)) gave {back!r} for text {text!r}.")
+
+
+@check("bigram_counts counts each (current, next) pair", points=3)
+@given(case=token_ids())
+def counts_match(impl, case):
+    vocab_size, ids = case
+    counts = impl.module("bigram").bigram_counts(torch.tensor(ids), vocab_size)
+    expect_tensor(counts, "bigram_counts(ids, V)", (vocab_size, vocab_size), torch.int64)
+    expected = torch.zeros(vocab_size, vocab_size, dtype=torch.int64)
+    for (a, b), n in Counter(zip(ids, ids[1:])).items():
+        expected[a, b] = n
+    if torch.equal(counts, expected):
+        return
+    hint = "Each pair (ids[t], ids[t + 1]) adds one to counts[ids[t], ids[t + 1]]."
+    if torch.equal(counts, expected.T):
+        hint = "Your table is transposed: rows must be the current token and columns the next one."
+    elif counts.sum() != expected.sum():
+        hint = f"There are {len(ids) - 1} pairs of neighbours in {len(ids)} ids, but your counts add up to {int(counts.sum())}."
+    a, b = (counts != expected).nonzero()[0].tolist()
+    raise CheckFailure(f"counts[{a}, {b}] is {int(counts[a, b])}, expected {int(expected[a, b])} for ids {ids}. {hint}")
+
+
+@check("bigram_probs smooths and normalizes each row", points=2)
+@given(case=token_ids(), smoothing=st.sampled_from([0.1, 1.0, 3.0]))
+def probs_are_smoothed_rows(impl, case, smoothing):
+    vocab_size, ids = case
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.int64)
+    for a, b in zip(ids, ids[1:]):
+        counts[a, b] += 1
+    probs = impl.module("bigram").bigram_probs(counts, smoothing)
+    expect_tensor(probs, "bigram_probs(counts)", (vocab_size, vocab_size), torch.float32)
+    row_sums = probs.sum(dim=1)
+    assert_close(
+        row_sums, torch.ones(vocab_size), "the row sums of bigram_probs", rtol=1e-5, atol=1e-5,
+        hint="Each row is a distribution over the next token: divide each row by its own sum (dim=1, keepdim=True).",
+    )
+    smoothed = counts.double() + smoothing
+    assert_close(
+        probs, (smoothed / smoothed.sum(1, keepdim=True)).float(), "bigram_probs", rtol=1e-5, atol=1e-6,
+        hint=f"Add the smoothing ({smoothing}) to every count before normalizing.",
+    )
+
+
+@check("average_nll is the mean negative log-probability of each next token", points=2)
+@given(case=token_ids().filter(lambda c: len(c[1]) > 1), seed=st.integers(0, 100))
+def average_nll_matches(impl, case, seed):
+    vocab_size, ids = case
+    probs = torch.rand(vocab_size, vocab_size, generator=torch.Generator().manual_seed(seed)) + 0.05
+    probs = probs / probs.sum(1, keepdim=True)
+    got = impl.module("bigram").average_nll(probs, torch.tensor(ids))
+    expect_type(got, float, "average_nll(probs, ids)")
+    expected = -sum(math.log(probs[a, b].item()) for a, b in zip(ids, ids[1:])) / (len(ids) - 1)
+    if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
+        raise CheckFailure(
+            f"average_nll returned {got:.6f}, expected {expected:.6f} for ids {ids}. "
+            "Average -log probs[ids[t], ids[t + 1]] over the pairs of neighbours: row = current, column = next."
+        )
+
+
+@check("forward returns (B, T, V) logits, and no loss without targets", points=2)
+@given(vocab_size=st.integers(1, 20), batch=st.integers(1, 4), time=st.integers(1, 9))
+def forward_shapes(impl, vocab_size, batch, time):
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    idx = torch.randint(0, vocab_size, (batch, time))
+    logits, loss = model(idx)
+    expect_tensor(logits, "logits", (batch, time, vocab_size), torch.float32)
+    if loss is not None:
+        raise CheckFailure(f"forward(idx) without targets should return loss None, got {loss!r}.")
+    logits, loss = model(idx, torch.randint(0, vocab_size, (batch, time)))
+    expect_tensor(logits, "logits (with targets)", (batch, time, vocab_size), torch.float32)
+    expect_tensor(loss, "loss", (), torch.float32)
+
+
+@check("the loss is the cross-entropy of the logits over all B*T positions", points=2)
+@given(vocab_size=st.integers(2, 20), batch=st.integers(1, 4), time=st.integers(1, 9))
+def loss_is_cross_entropy(impl, vocab_size, batch, time):
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    idx = torch.randint(0, vocab_size, (batch, time))
+    targets = torch.randint(0, vocab_size, (batch, time))
+    logits, loss = model(idx, targets)
+    expect_tensor(logits, "logits", (batch, time, vocab_size), torch.float32)
+    expected = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1))
+    hint = "Flatten the logits to (B*T, V) and the targets to (B*T,) and take the mean cross-entropy."
+    if torch.isclose(loss, expected * batch * time, rtol=1e-4):
+        hint = "Your loss is the sum over positions; use the mean (F.cross_entropy's default reduction)."
+    assert_close(loss, expected, "loss", rtol=1e-4, atol=1e-5, hint=hint)
+
+
+@check("the loss at initialization is about ln(vocab_size)", points=1)
+def init_loss(impl):
+    vocab_size = 65
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    idx = torch.randint(0, vocab_size, (16, 32))
+    _, loss = model(idx, torch.randint(0, vocab_size, (16, 32)))
+    expect_tensor(loss, "loss", (), torch.float32)
+    assert_init_loss(
+        loss.item(), vocab_size, tolerance=1.0,
+        hint="A much larger loss means the initial logits are far too large: keep nn.Embedding's default init.",
+    )
+
+
+@check("generate appends max_new_tokens valid tokens to each row", points=2)
+@given(vocab_size=st.integers(1, 12), batch=st.integers(1, 3), time=st.integers(1, 5), new=st.integers(0, 6))
+def generate_shape(impl, vocab_size, batch, time, new):
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    idx = torch.randint(0, vocab_size, (batch, time))
+    out = model.generate(idx, new)
+    expect_tensor(out, "generate(idx, max_new_tokens)", (batch, time + new), torch.int64)
+    if not torch.equal(out[:, :time], idx):
+        raise CheckFailure("generate changed the tokens it was given: the first T columns must be idx itself.")
+    if out.numel() and (out.min() < 0 or out.max() >= vocab_size):
+        raise CheckFailure(f"generate produced token {int(out.max())}, outside [0, {vocab_size}).")
+
+
+@check("generate samples the next token from the last position", points=2)
+def generate_follows_last_token(impl):
+    vocab_size = 7
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    # Row a puts (almost) all probability on a + 1: sampling must walk 3, 4, 5, ...
+    table = torch.full((vocab_size, vocab_size), -30.0)
+    table[torch.arange(vocab_size), (torch.arange(vocab_size) + 1) % vocab_size] = 30.0
+    impl.probe(set_parameter, model, TABLE, table)
+    idx = torch.tensor([[0, 5, 2], [6, 1, 3]])
+    out = model.generate(idx, 6)
+    expect_tensor(out, "generate(idx, 6)", (2, 9), torch.int64)
+    expected = idx.clone()
+    for _ in range(6):
+        expected = torch.cat([expected, (expected[:, -1:] + 1) % vocab_size], dim=1)
+    if not torch.equal(out, expected):
+        raise CheckFailure(
+            f"With a table where token a is always followed by a + 1, generate({idx.tolist()}, 6) gave {out.tolist()}, "
+            f"expected {expected.tolist()}. Use the logits at the last position only (logits[:, -1, :]) and "
+            "softmax over the vocabulary (dim=-1)."
+        )
+
+
+@check("generate samples rather than always picking the most likely token", points=1)
+def generate_samples(impl):
+    vocab_size = 8
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    table = torch.zeros(vocab_size, vocab_size)
+    table[:, 0] = 0.5  # token 0 is the most likely next token, but only slightly
+    impl.probe(set_parameter, model, TABLE, table)
+    out = model.generate(torch.zeros(1, 1, dtype=torch.long), 400)
+    expect_tensor(out, "generate(idx, 400)", (1, 401), torch.int64)
+    share_of_zero = (out[0, 1:] == 0).float().mean().item()
+    if len(set(out[0, 1:].tolist())) < vocab_size - 1 or share_of_zero > 0.4:
+        raise CheckFailure(
+            f"From nearly uniform probabilities, 400 generated tokens used only {len(set(out[0].tolist()))} distinct "
+            f"tokens and the most likely one {share_of_zero:.0%} of the time (expected about 20%). "
+            "Sample with torch.multinomial(probs, num_samples=1) instead of taking the argmax."
+        )
+
+
+@check("training the embedding model reaches the count model's loss", points=2)
+def training_matches_counts(impl):
+    bigram = impl.module("bigram")
+    text = corpus("fables")[:5000]
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = torch.tensor([stoi[c] for c in text])
+    vocab_size = len(chars)
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1, dtype=torch.float64), accumulate=True)
+    probs = (counts + 0.01) / (counts + 0.01).sum(1, keepdim=True)
+    count_nll = -probs[ids[:-1], ids[1:]].log().mean().item()
+
+    model = bigram.BigramLanguageModel(vocab_size)
+    losses = impl.probe(train_steps, model, ids[:-1].view(1, -1), ids[1:].view(1, -1), steps=200, lr=0.1)
+    final = losses[-1]
+    if not math.isfinite(final) or final > count_nll + 0.05:
+        raise CheckFailure(
+            f"After 200 AdamW steps on 5,000 characters the loss is {final:.4f} (it started at {losses[0]:.4f}); "
+            f"the count model scores {count_nll:.4f} on the same text, and training should come within 0.05 of it. "
+            "Check that the loss compares each position's logits with the NEXT token, and that gradients reach the table."
+        )
