@@ -28,3 +28,34 @@ def train_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def gradient_map(module: torch.nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
+    """deps[i, j]: does output position i send gradient to input position j? (time on dim 1)
+
+    `x` is a float tensor (B, T, C). The causal mask must also stop gradients: a masked
+    position gets exactly zero, not a tiny number.
+    """
+    x = x.clone().requires_grad_(True)
+    out = module(x, *args)
+    out = out[0] if isinstance(out, tuple) else out
+    T = x.shape[1]
+    deps = torch.zeros(T, T, dtype=torch.bool)
+    for i in range(T):
+        (grad,) = torch.autograd.grad(out[:, i].sum(), x, retain_graph=True, allow_unused=True)
+        if grad is not None:
+            deps[i] = grad.abs().sum(dim=(0, 2)) > 0
+    return deps
+
+
+def parameter_gradients(model: torch.nn.Module, *inputs) -> dict[str, float | None]:
+    """The gradient norm of every named parameter after backward of the output's sum (or the loss)."""
+    model.zero_grad(set_to_none=True)
+    out = model(*inputs)
+    if isinstance(out, tuple):  # (logits, loss): use the loss when there is one
+        out = out[1] if len(out) > 1 and out[1] is not None else out[0]
+    out.float().sum().backward()
+    return {
+        name: (None if p.grad is None else p.grad.norm().item())
+        for name, p in model.named_parameters()
+    }

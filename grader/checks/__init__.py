@@ -1,6 +1,7 @@
 """The checks every suite shares. Import from here: `from grader.checks import assert_close`."""
 from ..registry import CheckFailure, Skip
 from .causality import assert_causal, dependency_map, perturb_token, perturb_vector, render_map
+from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
 from .values import assert_close, expect_int_list, expect_tensor, expect_type
@@ -11,6 +12,7 @@ __all__ = [
     "SpeedResult",
     "assert_causal",
     "assert_close",
+    "assert_gradients_reach",
     "assert_init_loss",
     "assert_speed_ratio",
     "assert_weight_stats",

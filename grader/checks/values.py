@@ -21,13 +21,16 @@ def expect_int_list(value: Any, name: str) -> list[int]:
     return value
 
 
-def expect_tensor(value: Any, name: str, shape: tuple | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+def expect_tensor(
+    value: Any, name: str, shape: tuple | None = None, dtype: torch.dtype | None = None, hint: str = ""
+) -> torch.Tensor:
+    hint = f" {hint}" if hint else ""
     if not isinstance(value, torch.Tensor):
-        raise CheckFailure(f"{name} should be a torch.Tensor, but it is a {type(value).__name__}: {_short(value)}.")
+        raise CheckFailure(f"{name} should be a torch.Tensor, but it is a {type(value).__name__}: {_short(value)}.{hint}")
     if shape is not None and tuple(value.shape) != tuple(shape):
-        raise CheckFailure(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}.")
+        raise CheckFailure(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}.{hint}")
     if dtype is not None and value.dtype != dtype:
-        raise CheckFailure(f"{name} has dtype {value.dtype}, expected {dtype}.")
+        raise CheckFailure(f"{name} has dtype {value.dtype}, expected {dtype}.{hint}")
     return value
 
 
@@ -49,15 +52,19 @@ def assert_close(
     bad = ~torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
     if not bad.any():
         return
+    tolerance = f"tolerance {atol:g} + {rtol:g}*|expected|"
+    if e.numel() == 1:
+        message = f"{name} is {a.item():.6g}, expected {e.item():.6g} ({tolerance})."
+        raise CheckFailure(f"{message}\n{hint}" if hint else message)
     where = bad.nonzero()
     diff = (a - e).abs().nan_to_num(nan=float("inf"))
-    worst = tuple(int(i) for i in (diff * bad).flatten().argmax().unravel_index(diff.shape)) if diff.dim() else ()
+    worst = tuple(int(i) for i in torch.unravel_index((diff * bad).flatten().argmax(), diff.shape))
     shown = ", ".join(
         f"{_index(tuple(int(i) for i in idx))}: got {a[tuple(idx)].item():.6g}, expected {e[tuple(idx)].item():.6g}"
         for idx in where[:3]
     )
     lines = [
-        f"{name} is wrong at {len(where)} of {e.numel()} positions (tolerance {atol:g} + {rtol:g}*|expected|).",
+        f"{name} is wrong at {len(where)} of {e.numel()} positions ({tolerance}).",
         f"First: {shown}.",
         f"Largest difference {diff[worst].item():.3g} at {_index(worst)}.",
     ]

@@ -72,7 +72,7 @@ MUTANTS = [
         find="        return logits, loss\n        ### END SOLUTION",
         replace="        return logits.view(B * T, V), loss\n        ### END SOLUTION",
         caught_by="forward_shapes",
-        message="expected (",
+        message="return the logits as (B, T, V)",
     ),
     Mutant(
         name="loss_against_inputs",
@@ -81,7 +81,7 @@ MUTANTS = [
         find="loss = F.cross_entropy(logits.view(B * T, V), targets.view(B * T))",
         replace="loss = F.cross_entropy(logits.view(B * T, V), idx.reshape(B * T))",
         caught_by="loss_is_cross_entropy",
-        message="wrong",
+        message="input tokens",
     ),
     Mutant(
         name="generate_first_position",

@@ -22,12 +22,15 @@ class Mutant:
     replace: str
     caught_by: str  # the check id that must fail
     message: str  # a phrase the failure message must contain (case-insensitive)
+    more_edits: tuple[tuple[str, str], ...] = ()  # further (find, replace) pairs of the same bug
 
     def apply(self, source: str) -> str:
-        count = source.count(self.find)
-        if count != 1:
-            raise CourseError(f"mutant {self.name}: the text to replace occurs {count} times in {self.file}, expected once.")
-        return source.replace(self.find, self.replace)
+        for find, replace in ((self.find, self.replace), *self.more_edits):
+            count = source.count(find)
+            if count != 1:
+                raise CourseError(f"mutant {self.name}: {find!r} occurs {count} times in {self.file}, expected once.")
+            source = source.replace(find, replace)
+        return source
 
 
 def load_mutants(stage: Stage) -> list[Mutant]:

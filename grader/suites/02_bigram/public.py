@@ -110,7 +110,10 @@ def forward_shapes(impl, vocab_size, batch, time):
     if loss is not None:
         raise CheckFailure(f"forward(idx) without targets should return loss None, got {loss!r}.")
     logits, loss = model(idx, torch.randint(0, vocab_size, (batch, time)))
-    expect_tensor(logits, "logits (with targets)", (batch, time, vocab_size), torch.float32)
+    expect_tensor(
+        logits, "logits (with targets)", (batch, time, vocab_size), torch.float32,
+        hint="Flatten only for the loss: return the logits as (B, T, V).",
+    )
     expect_tensor(loss, "loss", (), torch.float32)
 
 
@@ -123,9 +126,12 @@ def loss_is_cross_entropy(impl, vocab_size, batch, time):
     logits, loss = model(idx, targets)
     expect_tensor(logits, "logits", (batch, time, vocab_size), torch.float32)
     expected = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1))
+    expect_tensor(loss, "loss", (), torch.float32)
     hint = "Flatten the logits to (B*T, V) and the targets to (B*T,) and take the mean cross-entropy."
     if torch.isclose(loss, expected * batch * time, rtol=1e-4):
         hint = "Your loss is the sum over positions; use the mean (F.cross_entropy's default reduction)."
+    elif not torch.equal(idx, targets) and torch.isclose(loss, F.cross_entropy(logits.view(-1, vocab_size), idx.view(-1)), rtol=1e-4):
+        hint = "Your loss compares the logits with the input tokens; compare them with the targets (the next tokens)."
     assert_close(loss, expected, "loss", rtol=1e-4, atol=1e-5, hint=hint)
 
 

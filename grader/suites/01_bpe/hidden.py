@@ -1,0 +1,40 @@
+"""Stage 01, hidden checks: the learner's merges and training speed against the reference."""
+from grader import check
+from grader.checks import CheckFailure, assert_speed_ratio, measure_ratio
+from grader.data import corpus
+
+EOT = "<|endoftext|>"
+
+
+@check("the merges equal the reference's, in order, on real text", points=3)
+def merges_match_reference(impl, ref):
+    text = corpus("fables")[:60000] + corpus("multilingual")
+    ours, theirs = impl.module("bpe").Tokenizer(), ref.module("bpe").Tokenizer()
+    ours.train(text, 700, [EOT])
+    theirs.train(text, 700, [EOT])
+    got, expected = list(ours.merges.items()), list(theirs.merges.items())
+    if got != expected:
+        step = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+        vocab = theirs.vocab
+        want = expected[step] if step < len(expected) else None
+        raise CheckFailure(
+            f"Merge {step} differs: yours is {got[step] if step < len(got) else 'missing'}, the reference's is {want}"
+            + (f" ({vocab[want[0][0]]!r} + {vocab[want[0][1]]!r})" if want else "")
+            + ". Check the pair counts after each merge, and the tie-break (smallest pair among equal counts)."
+        )
+
+
+@check("training is at most 4x slower than the reference (incremental pair counts)", points=3)
+def training_speed(impl, ref):
+    text = corpus("fables")
+    ours, theirs = impl.module("bpe"), ref.module("bpe")
+    result = measure_ratio(
+        lambda: ours.Tokenizer().train(text, 1024),
+        lambda: theirs.Tokenizer().train(text, 1024),
+        repeats=3,
+    )
+    assert_speed_ratio(
+        result, 4.0, "Training on 200 KB of text to vocab_size=1024",
+        hint="Count each distinct pre-token once, weighted by its frequency, and after a merge update only the "
+        "counts of the words that contained the merged pair, instead of recounting everything.",
+    )

