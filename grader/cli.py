@@ -113,11 +113,11 @@ def cmd_check(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from .selftest import selftest
-
     course = load_course()
     if course.is_release:
         raise CourseError("selftest needs the solutions and the mutants, which a student release does not have.")
+    from .selftest import selftest  # the mutants it imports are not in a student release
+
     stages = [available_stage(course, s) for s in args.stages] or [s for s in course.stages if s.available]
     return 0 if selftest(course, stages, verbose=args.verbose) else 1
 
