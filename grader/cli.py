@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: nothing left to say
+        sys.stderr.close()
+        return 1
     except Exception as exc:  # noqa: BLE001 - never a bare traceback for a learner
         if args.verbose:
             traceback.print_exc()
@@ -80,10 +83,14 @@ def cmd_list(args) -> int:
 
 
 def _status(course, stage: Stage) -> str:
+    from .release import unwritten_parts
+
     if not stage.available:
         return "not available yet"
-    stubs = [course.root / "exercises" / stage.id / f for f in stage.files]
-    left = sum(p.read_text(encoding="utf-8").count("raise NotImplementedError") for p in stubs if p.is_file())
+    files = [course.root / "exercises" / stage.id / f for f in stage.files]
+    if not all(p.is_file() for p in files):
+        return "files missing"
+    left = len(unwritten_parts(files))
     return f"{left} part(s) left to implement" if left else "all parts written"
 
 
@@ -104,9 +111,11 @@ def cmd_check(args) -> int:
     stage = available_stage(course, args.stage)
     deps = args.deps or ("own" if args.impl == "exercises" else "reference")
     impl = resolve(course, stage, args.impl, deps)
+    from .release import unwritten_parts
+
     records = run_stage(course, stage, impl, verbose=args.verbose)
     hidden_not_run = course.hidden.get(stage.id, 0)
-    print(render(stage, records, impl.label, hidden_not_run))
+    print(render(stage, records, impl.label, hidden_not_run, unwritten_parts(impl.files)))
     if args.json:
         write_json(records, args.json)
     return 0 if all_passed(records) else 1

@@ -16,6 +16,8 @@ from .course import Course, CourseError
 from .registry import load_checks
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = 'raise NotImplementedError("Write this part of {owner}, then run the check again.")'
+STUB_OWNER = re.compile(r'raise NotImplementedError\("Write this part of ([\w.]+),')
 DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 # What a student release leaves out: the reference, the hidden checks, the mutants (they
 # quote the reference) and the project's own tests and benchmarks.
@@ -54,7 +56,7 @@ def make_stub(source: str, filename: str = "<solution>") -> str:
             i += 1
         if i == len(lines):
             raise CourseError(f"{filename}:{start}: {BEGIN} without an {END}.")
-        out.append(f'{indent}raise NotImplementedError("Write this part of {owner}, then run the check again.")\n')
+        out.append(indent + STUB.format(owner=owner) + "\n")
         i += 1
     return "".join(out)
 
@@ -73,6 +75,15 @@ def _enclosing(lines: list[str], index: int, indent: str) -> str | None:
     if not names:
         return None
     return ".".join(reversed(names))
+
+
+def unwritten_parts(files: list[Path]) -> list[str]:
+    """The parts whose generated stub is still in the learner's files, in file order."""
+    found = []
+    for path in files:
+        if path.is_file():
+            found += STUB_OWNER.findall(path.read_text(encoding="utf-8"))
+    return found
 
 
 def generated_exercises(course: Course) -> dict[Path, str]:

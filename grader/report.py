@@ -17,7 +17,7 @@ def _marks() -> dict[str, str]:
         return {PASSED: "+", FAILED: "x", ERROR: "!", SKIPPED: "-"}
 
 
-def render(stage: Stage, records: list[Record], label: str, hidden_not_run: int = 0) -> str:
+def render(stage: Stage, records: list[Record], label: str, hidden_not_run: int = 0, unwritten: list[str] = ()) -> str:
     marks = _marks()
     earned, possible = score(records)
     lines = [f"{stage.id}  {stage.title}  [{label}]", ""]
@@ -37,27 +37,20 @@ def render(stage: Stage, records: list[Record], label: str, hidden_not_run: int 
         lines.append(
             f"{hidden_not_run} hidden check(s) exist for this stage; they run when your instructor grades it."
         )
-    lines.extend(_fix_first(records))
+    lines.extend(_fix_first(records, unwritten))
     return "\n".join(lines)
 
 
-def _fix_first(records: list[Record]) -> list[str]:
+def _fix_first(records: list[Record], unwritten: list[str]) -> list[str]:
     problems = [r for r in records if r.status in (FAILED, ERROR)]
     if not problems:
         return ["Every check passed. On to the next stage!"] if records else []
-    messages = {r.message for r in problems}
-    if len(messages) == 1:
-        return ["", "Fix first: " + problems[0].message.splitlines()[0]]
     todo = [r for r in problems if r.message.startswith("Not implemented yet")]
+    left = ["", f"Still to implement ({len(unwritten)}): {', '.join(unwritten)}."] if unwritten else []
     if len(todo) == len(problems):
-        names = []
-        for r in todo:
-            name = r.message.removeprefix("Not implemented yet: ").split(" (")[0].rstrip(".")
-            if name not in names:
-                names.append(name)
-        return ["", "Still to implement: " + ", ".join(names) + "."]
-    first = next((r for r in problems if not r.message.startswith("Not implemented yet")), problems[0])
-    return ["", f"Fix first: {first.title}: {first.message.splitlines()[0]}"]
+        return left
+    first = next(r for r in problems if not r.message.startswith("Not implemented yet"))
+    return ["", f"Fix first: {first.title}: {first.message.splitlines()[0]}"] + left[1:]
 
 
 def _indent(message: str) -> list[str]:
