@@ -39,6 +39,10 @@ class LearnerError(Exception):
         self.original, self.where, self.call = original, where, call
         super().__init__(self.describe())
 
+    def traceback(self) -> str:
+        """The learner's traceback, shown with -v."""
+        return "".join(traceback.format_exception(self.original)).rstrip()
+
     def describe(self) -> str:
         kind = type(self.original).__name__
         detail = str(self.original).strip()

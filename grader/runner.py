@@ -108,6 +108,8 @@ def run_check(stage: Stage, check: Check, fixtures: dict, verbose: bool = False)
         status, message = FAILED, exc.describe()
     except LearnerError as exc:
         status, message = ERROR, exc.describe() + _notes(exc)
+        if verbose:
+            message += "\n" + exc.traceback()
     except CheckTimeout:
         status, message = FAILED, (
             f"Took longer than this check's limit of {stage.check_time_limit:g} s. "
@@ -134,7 +136,8 @@ def _notes(exc: BaseException) -> str:
     """hypothesis attaches the failing example as a note; show it without the fixtures."""
     for note in getattr(exc, "__notes__", []):
         if note.startswith("Falsifying example"):
-            example = re.sub(r"\b(impl|ref|tmp_path)=[^,\n)]*,?\s*", "", note.split(":", 1)[1]).strip()
+            example = re.sub(r"#[^\n]*", "", note.split(":", 1)[1])  # hypothesis' own comments
+            example = re.sub(r"\b(impl|ref|tmp_path)=[^,\n)]*,?\s*", "", example).strip()
             example = re.sub(r"^\w+\(\s*", "(", example).replace("\n", " ")
             example = re.sub(r"\s+", " ", example).replace("( ", "(").replace(", )", ")")
             return f"\nFailing example: {example}"
