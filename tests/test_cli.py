@@ -104,3 +104,17 @@ def test_grader_never_writes_into_learner_files(grader, tmp_path):
     before = snapshot(stage.parent)
     assert grader("check", "02_bigram", "--impl", str(stage.parent)).returncode == 0
     assert snapshot(stage.parent) == before
+
+
+def test_same_code_same_score(grader, tmp_path):
+    stage = copy_stage(tmp_path, "02_bigram")
+    source = (stage / "bigram.py").read_text()
+    # A partly wrong submission: its failing examples must be the same on every run.
+    (stage / "bigram.py").write_text(source.replace("smoothed = counts.float() + smoothing", "smoothed = counts.float() + 0.5"))
+    runs = []
+    for i in range(2):
+        grader("check", "02_bigram", "--impl", str(stage.parent), "--json", str(tmp_path / f"{i}.json"))
+        records = json.loads((tmp_path / f"{i}.json").read_text())["records"]
+        runs.append([{k: v for k, v in r.items() if k != "duration"} for r in records])
+    assert runs[0] == runs[1]
+    assert any(r["status"] == "failed" for r in runs[0])
