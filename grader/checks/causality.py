@@ -58,7 +58,11 @@ def render_map(deps: torch.Tensor) -> str:
     return "\n".join(rows)
 
 
-def assert_causal(deps: torch.Tensor, what: str, hint: str = "", require_self: bool = False) -> None:
+def assert_causal(
+    deps: torch.Tensor, what: str, hint: str = "", require_self: bool = False, gradients: bool = False
+) -> None:
+    """No output position depends on a later input. `gradients`: `deps` is a gradient map
+    (probes.gradient_map), and the message speaks of gradients rather than changed outputs."""
     leaks = [(i, j) for i in range(deps.shape[0]) for j in range(deps.shape[1]) if j > i and deps[i, j]]
     blind = [i for i in range(deps.shape[0]) if require_self and not deps[i, i]]
     if not leaks and not blind:
@@ -66,9 +70,14 @@ def assert_causal(deps: torch.Tensor, what: str, hint: str = "", require_self: b
     lines = []
     if leaks:
         i, j = leaks[0]
+        effect = (
+            f"gradient flows from position {i}'s output back to the input at position {j}"
+            if gradients
+            else f"position {i}'s output changed when the token at position {j} changed"
+        )
         lines.append(
-            f"{what}: position {i}'s output changed when the token at position {j} changed. "
-            f"Output at position t may only depend on positions <= t; {len(leaks)} such leaks in all."
+            f"{what}: {effect}. Output at position t may only depend on positions <= t; "
+            f"{len(leaks)} such leaks in all."
         )
     if blind:
         lines.append(f"{what}: position {blind[0]}'s output does not depend on its own token at all.")

@@ -1,0 +1,68 @@
+"""Stage 04, hidden checks: attention-shaped masked softmax against the reference, and speed."""
+import statistics
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import Skip, SpeedResult, assert_close, assert_speed_ratio
+from grader.probes import timed_calls
+
+NEG_INF = float("-inf")
+
+
+@check("masked attention weights equal the reference's, padded rows included", points=2)
+@given(
+    B=st.integers(1, 2), H=st.sampled_from([1, 3]), T=st.integers(1, 10), pad=st.integers(0, 3), seed=st.integers(0, 1000)
+)
+@settings(max_examples=10)
+def masked_weights_match_reference(impl, ref, B, H, T, pad, seed):
+    ours, theirs = impl.module("softmax"), ref.module("softmax")
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(B, H, T, T, generator=gen) * 4.0
+    # Left padding: the first `pad` keys are hidden from every query, so with the causal mask
+    # the first `pad` queries may look at nothing at all.
+    scores[..., : min(pad, T)] = NEG_INF
+    got = ours.softmax(ours.mask_future(scores), dim=-1)
+    expected = theirs.softmax(theirs.mask_future(scores), dim=-1)
+    assert_close(
+        got, expected, f"softmax(mask_future(scores of shape {(B, H, T, T)}), dim=-1) with {pad} padded keys",
+        1e-5, 1e-7,
+        hint="Rows that may look at nothing (every entry -inf) must be all zeros; the others a softmax over the "
+        "visible past only.",
+    )
+
+
+def interleaved_ratio(impl, ref, mine, reference, x, times: int, repeats: int) -> SpeedResult:
+    """measure_ratio's interleaved medians, with each sample timed inside the process that runs the code.
+
+    One sample is the CPU time of `times` calls on one thread (timed_calls): a sandbox's pipe
+    costs nothing, and other processes on a busy machine do not inflate one side's samples.
+    """
+    impl.probe(timed_calls, mine, x, times=1, threads=1)  # warm-up
+    ref.probe(timed_calls, reference, x, times=1, threads=1)
+    learner, theirs = [], []
+    for _ in range(repeats):
+        learner.append(impl.probe(timed_calls, mine, x, times=times, threads=1, cpu_time=True))
+        theirs.append(ref.probe(timed_calls, reference, x, times=times, threads=1, cpu_time=True))
+    if statistics.median(theirs) <= 0:
+        raise Skip("the reference ran too fast to time on this machine")
+    return SpeedResult(statistics.median(learner), statistics.median(theirs), repeats)
+
+
+@check("average_tril and average_softmax are at most 5x slower than the reference", points=2)
+def vectorized_speed(impl, ref):
+    ours, theirs = impl.module("softmax"), ref.module("softmax")
+    # Few channels and a long sequence: the matmul is cheap, so a Python loop over the 128
+    # positions shows. Measured on a 2-core machine: loops over positions 25x-40x, a loop
+    # inside mask_future about 6x; correct variants (float64 inside, einsum, extra ops in
+    # softmax) 1x-1.5x.
+    x = torch.randn(4, 128, 16)
+    for method in ("average_tril", "average_softmax"):
+        result = interleaved_ratio(impl, ref, getattr(ours, method), getattr(theirs, method), x, times=10, repeats=7)
+        assert_speed_ratio(
+            result, 5.0, f"{method} on x of shape (4, 128, 16)",
+            hint="Look for a Python loop over positions or rows, or a mask built element by element: build the "
+            "(T, T) weights with whole-tensor operations and average with one matmul.",
+        )
