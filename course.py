@@ -37,6 +37,8 @@ def has_module(python: Path, module: str) -> bool:
 def set_up(extras: str) -> Path:
     if sys.version_info < (3, 10):
         sys.exit(f"ScratchGPT needs Python 3.10 or newer; this is {sys.version.split()[0]}.")
+    if extras:  # tests and instructors: graded code runs in a bubblewrap sandbox where there is one
+        ensure_bubblewrap()
     python = venv_python()
     if not python.exists():
         print(f"Creating {VENV.name}/ (it can see this Python's packages, so your torch is reused) ...")
@@ -54,6 +56,24 @@ def set_up(extras: str) -> Path:
     write_exercise_paths(python)
     stamp.write_text(wanted)
     return python
+
+
+def ensure_bubblewrap() -> None:
+    """Best effort: install bubblewrap, the sandbox of isolated grading (`check --isolate`),
+    when it is missing and this is root on Debian or Ubuntu. Never fails the set-up: without
+    it, grading still isolates learner code in its own process and says loudly that it is
+    not sandboxed."""
+    import shutil
+
+    if shutil.which("bwrap") or os.name != "posix" or os.geteuid() != 0 or not Path("/etc/debian_version").exists():
+        return
+    print("Installing bubblewrap (the sandbox for grading) ...")
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"Could not install bubblewrap ({exc}); grading will run without a sandbox and say so.")
 
 
 def write_exercise_paths(python: Path) -> None:
@@ -83,7 +103,7 @@ def main(argv: list[str]) -> int:
     if command == "check":
         python = set_up("")
         return subprocess.run([str(python), "-m", "grader", "check", *(rest or ["01_bpe"])], cwd=ROOT).returncode
-    python = set_up("test")
+    python = set_up("test,nbgrader")
     return subprocess.run([str(python), "-m", "pytest", *(rest or ["-q"])], cwd=ROOT).returncode
 
 

@@ -12,6 +12,7 @@ USAGE_EXAMPLES = """examples:
   python -m grader list
   python -m grader check 01_bpe
   python -m grader check 01_bpe --impl solutions --json results.json
+  python -m grader check 02_bigram --impl submissions/ada --isolate --json ada.json
   python -m grader selftest 01_bpe 02_bigram
   python -m grader release --check
   python -m grader data fetch tinyshakespeare
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         "default: own for exercises, reference otherwise",
     )
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the result records to FILE")
+    check.add_argument(
+        "--isolate",
+        action="store_true",
+        help="grading mode: run the code under test in a sandboxed child process (bubblewrap where available) "
+        "with the stage's limits, and judge it from outside",
+    )
     check.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
 
     selftest = sub.add_parser("selftest", help="prove the suites: solutions pass, stubs score 0, mutants are caught")
@@ -54,6 +61,36 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("data", help="the course's datasets")
     data.add_argument("action", choices=["list", "fetch", "verify"])
     data.add_argument("name", nargs="?")
+
+    train = sub.add_parser("train", help="train your GPT (stage 07) on real text: loss curve and samples")
+    from .train import add_arguments as add_train_arguments
+
+    add_train_arguments(train)
+
+    grade = sub.add_parser("grade", help="grade a class: a folder with one folder per learner")
+    grade.add_argument("submissions", type=Path, help="the folder that holds one folder per learner")
+    grade.add_argument("--stage", required=True, help="a stage id, such as 02_bigram")
+    grade.add_argument("--out", type=Path, required=True, help="where the records, scores.csv and exports go")
+    grade.add_argument("--workers", type=int, default=1, help="learners graded at once (default: 1)")
+    grade.add_argument("--timeout", type=float, help="seconds before one learner's grading is stopped "
+                       "(default: the stage's time_limit + check_time_limit + 30)")
+    grade.add_argument("--export", action="append", choices=["gradescope", "classroom"], default=[],
+                       help="also write each learner's Gradescope results.json or GitHub Classroom runner output")
+
+    gradescope = sub.add_parser("gradescope", help="build a stage's Gradescope autograder zip")
+    gradescope.add_argument("stage")
+    gradescope.add_argument("--zip", type=Path, dest="zip_path", help="the zip to write (default: gradescope-STAGE.zip)")
+    gradescope.add_argument("--run", type=Path, metavar="SUBMISSION", help="inside Gradescope: grade this submission folder")
+    gradescope.add_argument("--results", type=Path, help="with --run: where results.json goes")
+
+    nbgrader = sub.add_parser("nbgrader", help="grade with nbgrader: make the course directory, prepare submissions")
+    nbgrader_sub = nbgrader.add_subparsers(dest="nb_action", required=True)
+    nb_init = nbgrader_sub.add_parser("init", help="write nbgrader_config.py and source/<stage>/ into COURSE_DIR")
+    nb_init.add_argument("course_dir", type=Path)
+    nb_init.add_argument("--stages", nargs="+", help="stage ids (default: every available stage)")
+    nb_add = nbgrader_sub.add_parser("add-notebooks", help="give each collected submission the grading notebook it lacks")
+    nb_add.add_argument("course_dir", type=Path)
+    nb_add.add_argument("stage")
 
     args = parser.parse_args(argv)
     try:
@@ -102,15 +139,34 @@ def available_stage(course, stage_id: str) -> Stage:
 
 
 def cmd_check(args) -> int:
+    course = load_course()
+    stage = available_stage(course, args.stage)
+    if not args.isolate:
+        return _check(args, course, stage, None)
+    # Start the sandboxed child first: it imports torch while this process loads the suites.
+    from .sandbox.jail import SandboxUnavailable, start_sandbox  # no torch yet
+
+    sandbox = start_sandbox(course, stage, background=True)
+    try:
+        return _check(args, course, stage, sandbox)
+    except SandboxUnavailable as exc:
+        raise CourseError(str(exc)) from None
+    finally:
+        sandbox.close()
+
+
+def _check(args, course, stage: Stage, sandbox) -> int:
     from .handle import resolve
     from .report import render
     from .results import all_passed, write_json
     from .runner import run_stage
 
-    course = load_course()
-    stage = available_stage(course, args.stage)
     deps = args.deps or ("own" if args.impl == "exercises" else "reference")
     impl = resolve(course, stage, args.impl, deps)
+    if sandbox is not None:
+        from .sandbox.remote import RemoteImplementation
+
+        impl = RemoteImplementation(impl, course, sandbox)
     from .release import unwritten_parts
 
     records = run_stage(course, stage, impl, verbose=args.verbose)
@@ -161,4 +217,33 @@ def cmd_data(args) -> int:
     return data.command(args.action, args.name)
 
 
+def cmd_train(args) -> int:
+    from .train import command
+
+    return command(args)
+
+
+def cmd_grade(args) -> int:
+    from .batch import command
+
+    course = load_course()
+    return command(course, available_stage(course, args.stage), args)
+
+
+def cmd_gradescope(args) -> int:
+    from .exporters import gradescope_command
+
+    course = load_course()
+    return gradescope_command(course, available_stage(course, args.stage), args)
+
+
+def cmd_nbgrader(args) -> int:
+    from .nbgrader_course import command
+
+    course = load_course()
+    names = (args.stages or []) if args.nb_action == "init" else [args.stage]
+    return command(course, [available_stage(course, s) for s in names], args)
+
+
 COMMANDS = {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}
+COMMANDS.update(train=cmd_train, grade=cmd_grade, gradescope=cmd_gradescope, nbgrader=cmd_nbgrader)

@@ -31,6 +31,13 @@ class Stage:
     time_limit: float
     check_time_limit: float
     available: bool
+    # Limits of isolated grading (`check --isolate`, grader/sandbox); 0 means the default
+    # that grader.sandbox.jail.Limits.for_stage computes.
+    cpu_limit: float = 0.0  # CPU seconds for the whole stage (default: time_limit x cores)
+    check_cpu_limit: float = 0.0  # CPU seconds for one check (default: check_time_limit x cores)
+    memory_limit: int = 0  # MiB per process (default 4096)
+    max_processes: int = 0  # processes and threads at once (default 32 + 2 x cores)
+    output_limit: int = 0  # KiB printed per check, and the largest file written (default 1024)
 
     @property
     def module_names(self) -> tuple[str, ...]:
@@ -101,6 +108,11 @@ def load_course(root: Path = ROOT) -> Course:
                 time_limit=float(entry.get("time_limit", 120)),
                 check_time_limit=float(entry.get("check_time_limit", 60)),
                 available=bool(entry.get("available", False)),
+                cpu_limit=float(entry.get("cpu_limit", 0)),
+                check_cpu_limit=float(entry.get("check_cpu_limit", 0)),
+                memory_limit=int(entry.get("memory_limit", 0)),
+                max_processes=int(entry.get("max_processes", 0)),
+                output_limit=int(entry.get("output_limit", 0)),
             )
         )
     hidden = {}

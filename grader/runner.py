@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, register_random, settings
+from hypothesis.errors import Flaky
 
 from .checks import forbidden
 from .course import Course, Stage
 from .handle import Implementation, LearnerError, LoadError, NotImplementedByLearner, reference
 from .registry import Check, CheckFailure, Skip, load_checks
 from .results import ERROR, FAILED, PASSED, SKIPPED, Record
+from .sandbox.jail import SandboxFailure
 
 # The same code gets the same score on every run: examples are derived from each check's
 # name, nothing is remembered between runs, and slow learner code is not a failure by itself.
@@ -35,6 +37,23 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
 )
 settings.load_profile("grader")
+
+
+class _TorchRandom:
+    """torch's global generator in the shape hypothesis expects, so that it is reseeded before
+    every example and learner code that samples gives the same answer for the same example."""
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def getstate(self):
+        return torch.get_rng_state()
+
+    def setstate(self, state) -> None:
+        torch.set_rng_state(state)
+
+
+register_random(_TORCH_RANDOM := _TorchRandom())  # hypothesis keeps only a weak reference
 
 
 class CheckTimeout(BaseException):
@@ -61,7 +80,8 @@ def run_stage(
     def everyone(status: str, message: str) -> list[Record]:
         return [_record(stage, c, 0, status, message, 0.0) for c in checks]
 
-    violations = forbidden.scan(impl.files, stage.forbidden)
+    # In isolated mode the scan also reads the submission's modules that the stage files import.
+    violations = forbidden.scan(getattr(impl, "scan_files", impl.files), stage.forbidden)
     if violations:
         listed = "; ".join(v.describe() for v in violations[:5])
         return everyone(
@@ -85,10 +105,18 @@ def run_stage(
         if "ref" in check.fixtures and ref is None:
             ref = reference(course, stage)
             ref.load(all_modules)
-        with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        # An isolated implementation (grader.sandbox) counts its limits per check and gives a
+        # tmp_path that its sandboxed process can write; in-process, neither changes anything.
+        begin_check = getattr(impl, "begin_check", None)
+        if begin_check is not None:
+            begin_check(check.id, stage.time_limit - (time.perf_counter() - started))
+        make_tmp = getattr(impl, "temporary_directory", None) or (lambda: tempfile.TemporaryDirectory(prefix="grader-"))
+        with make_tmp() as tmp:
             available = {"impl": impl, "ref": ref, "tmp_path": Path(tmp)}
             fixtures = {name: available[name] for name in check.fixtures if name in available}
             records.append(run_check(stage, check, fixtures, verbose))
+        if begin_check is not None:
+            impl.end_check()
     return records
 
 
@@ -110,6 +138,8 @@ def run_check(stage: Stage, check: Check, fixtures: dict, verbose: bool = False)
         status, message = ERROR, exc.describe() + _notes(exc)
         if verbose:
             message += "\n" + exc.traceback()
+    except SandboxFailure as exc:  # isolated mode: a limit exceeded, or the learner's process died
+        status, message = FAILED, str(exc)
     except CheckTimeout:
         status, message = FAILED, (
             f"Took longer than this check's limit of {stage.check_time_limit:g} s. "
@@ -117,6 +147,12 @@ def run_check(stage: Stage, check: Check, fixtures: dict, verbose: bool = False)
         )
     except AssertionError as exc:
         status, message = FAILED, (str(exc) or "A check failed.") + _notes(exc)
+    except Flaky:
+        status, message = FAILED, (
+            "Your code gave different answers when called twice with the same input, so this check cannot "
+            "judge it. Look for randomness the caller does not control (use the generator you are given) "
+            "or state kept between calls."
+        )
     except Exception as exc:  # noqa: BLE001 - a crash in the suite itself, not the learner's fault
         status = ERROR
         message = f"The check itself crashed ({type(exc).__name__}: {exc}). This is a grader bug; please report it."

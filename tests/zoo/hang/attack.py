@@ -1,0 +1,6 @@
+# Waiting forever, using no CPU.
+def bigram_counts(ids, vocab_size):
+    import time
+
+    while True:
+        time.sleep(3600)

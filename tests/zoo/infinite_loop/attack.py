@@ -1,0 +1,4 @@
+# A busy endless loop.
+def bigram_counts(ids, vocab_size):
+    while True:
+        pass
