@@ -2,18 +2,24 @@
 
     python -m grader grade SUBMISSIONS_DIR --stage 02_bigram --out grades/
 
-Every learner is graded by `python -m grader check STAGE --impl FOLDER --json FILE`, run as a
-separate process in its own process group with a hard time limit. Whatever one learner's
+Every learner is graded by `check STAGE --impl FOLDER --isolate --json FILE` in a separate
+process, in its own process group, with a hard time limit; with --isolate that process runs
+the learner's code in a sandboxed child of its own (grader/sandbox). Whatever one learner's
 code does (loop forever, crash the interpreter, call os._exit), it can only end its own
-child: the others are graded as usual, and that learner gets one clear "error" record per
-check saying what happened. The later sandbox runs learner code in a child of this same
-shape, so nothing here needs to change for it.
+grading: the others are graded as usual, and that learner gets one clear "error" record per
+check saying what happened.
+
+A class is graded by processes forked from a server that has imported torch and the grader
+once, so a learner costs their checks, not a fresh interpreter. Each learner's records are
+written atomically once they are graded, with a fingerprint of the files graded: a run that
+is killed and started again keeps every finished learner and grades only the rest.
 
 This module imports neither torch nor the suites at import time: the nbgrader notebook's
 kernel imports it to grade one submission.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -29,11 +35,13 @@ from typing import Callable, Iterable
 
 from .course import Course, CourseError, Stage
 from .results import ERROR, Record, score
+from .sandbox.jail import die_with_parent
 
 # Starting Python, importing torch and loading the suites comes before the stage's own
 # limit starts counting.
 STARTUP_MARGIN = 30.0
 OUTPUT_TAIL = 2000  # characters of a child's output kept to explain a failure
+OUTPUT_FILE_LIMIT = 64 << 20  # bytes a forked grading process may print: an endless print loop must not fill the disk
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class Outcome:
     note: str = ""  # empty when the grader ran to the end and its records were read
     seconds: float = 0.0
     folder: Path | None = None
+    fingerprint: str = ""  # what was graded (see `fingerprint`); empty when nothing was
+    kept: bool = False  # read back from an earlier run's records, not graded now
+    interrupted: bool = False  # the run was stopped while this learner was graded: grade again
 
     @property
     def score(self) -> tuple[float, float]:
@@ -83,7 +94,7 @@ class Progress:
             self.done += 1
             earned, possible = outcome.score
             line = f"{self.done:>{len(str(self.total))}}/{self.total}  {outcome.learner:<24} {earned:g}/{possible:g}"
-            line += f"  ({outcome.seconds:.1f} s)"
+            line += "  (kept from an earlier run)" if outcome.kept else f"  ({outcome.seconds:.1f} s)"
             if outcome.note:
                 line += f"  {outcome.note.splitlines()[0][:90]}"
             if self.tty:
@@ -145,6 +156,17 @@ def find_stage_folder(base: Path, stage: Stage) -> Path | None:
     return min(found)[2] if found else None
 
 
+def fingerprint(folder: Path, stage: Stage, isolate: bool) -> str:
+    """What a grade depends on: the stage, the mode, and the Python files graded (the stage's
+    files and any module of the learner's beside them). A learner whose fingerprint is
+    unchanged since their records were written is not graded again."""
+    digest = hashlib.sha256(f"{stage.id}\0{'isolated' if isolate else 'in-process'}".encode())
+    for path in sorted({*(folder / f for f in stage.files), *folder.glob("*.py")}):
+        digest.update(f"\0{path.name}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+    return digest.hexdigest()
+
+
 def error_records(stage: Stage, expected: Iterable[ExpectedCheck], message: str) -> list[Record]:
     return [Record(stage.id, c.check_id, c.title, 0, c.points, ERROR, message, c.visibility, 0.0) for c in expected]
 
@@ -158,12 +180,15 @@ def grade_submission(
     python: str | None = None,
     learner: str = "",
     threads: int | None = None,
+    isolate: bool = True,
+    forked: bool = False,
 ) -> Outcome:
     """Grade one submission folder in a child process; never raises for anything the learner did.
 
     `expected` (the stage's checks) lets a failed run become one error record per check and
     lets the child's records be checked against the suite; without it a failed run has no
-    records, only the note.
+    records, only the note. `isolate` runs the learner's code in the sandbox; `forked` starts
+    the grading process from the preloaded fork server instead of a fresh `python` (`python`).
     """
     folder = Path(folder).resolve()
     timeout = hard_timeout(stage) if timeout is None else timeout
@@ -172,16 +197,20 @@ def grade_submission(
         note = f"No {', '.join(missing)} in this submission, so none of this stage's checks could be counted."
         return Outcome(learner or folder.name, error_records(stage, expected or [], note), note, 0.0, folder)
     started = time.perf_counter()
+    key = fingerprint(folder, stage, isolate)
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as tmp:
         results = Path(tmp) / "records.json"
-        command = [python or sys.executable, "-m", "grader", "check", stage.id, "--impl", str(folder), "--json", str(results)]
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
-        if threads:
-            # Two learners graded at once must not each take every core.
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        # The course root as working directory: `-m grader` then finds the course's grader,
-        # never a grader.py that a learner handed in.
-        code, timed_out, tail = _run(command, course.root, env, timeout)
+        argv = ["check", stage.id, "--impl", str(folder), "--json", str(results), *(["--isolate"] if isolate else [])]
+        if forked:
+            code, timed_out, tail = _run_forked(argv, Path(tmp) / "output.log", threads, timeout)
+        else:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
+            if threads:
+                # Two learners graded at once must not each take every core.
+                env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            # The course root as working directory: `-m grader` then finds the course's grader,
+            # never a grader.py that a learner handed in.
+            code, timed_out, tail = _run([python or sys.executable, "-m", "grader", *argv], course.root, env, timeout)
         seconds = time.perf_counter() - started
         note = ""
         records: list[Record] = []
@@ -194,8 +223,9 @@ def grade_submission(
         elif not results.is_file():
             if _stopping.is_set():
                 note = "Grading was interrupted before this learner's checks were done; grade them again."
-            else:
-                note = _exit_note(code, tail)
+                return Outcome(learner or folder.name, error_records(stage, expected or [], note), note,
+                               round(seconds, 2), folder, key, interrupted=True)
+            note = _exit_note(code, tail)
         else:
             try:
                 records = _read_records(results, stage, expected)
@@ -203,7 +233,7 @@ def grade_submission(
                 note = f"The grader's results for this submission could not be read ({exc}); no check could be counted."
         if note:
             records = error_records(stage, expected or [], note)
-    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder)
+    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder, key)
 
 
 class GradingStopped(Exception):
@@ -270,16 +300,89 @@ def _run(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int 
     return code, timed_out, tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
 
 
-def _kill_group(proc: subprocess.Popen, posix: bool, wait: bool = True) -> None:
+def _run_forked(argv: list[str], log: Path, threads: int | None, timeout: float) -> tuple[int | None, bool, str]:
+    """`_run` for a grading process forked from the fork server, which has imported torch and
+    the grader already. What it prints goes to `log`, whose end explains a failure."""
+    with _live_lock:
+        if _stopping.is_set():
+            raise GradingStopped()
+        proc = _fork_server().Process(target=_check_in_fork, args=(argv, str(log), threads), daemon=True)
+        proc.start()
+        _live.add(proc)
+    try:
+        proc.join(timeout)
+        timed_out = proc.exitcode is None
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+        _kill_group(proc, posix=True)  # whatever it started goes with it, on success too
+    tail = b""
+    if log.is_file():
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - OUTPUT_TAIL * 4))
+            tail = f.read()
+    return (None if timed_out else proc.exitcode), timed_out, tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
+
+
+_fork_context = None
+
+
+def _fork_server():
+    """The multiprocessing context whose server forks the grading processes (started once)."""
+    global _fork_context
+    if _fork_context is None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([f"{__package__}.cli", f"{__package__}.runner"])
+        _fork_context = context
+    return _fork_context
+
+
+def _check_in_fork(argv: list[str], log: str, threads: int | None) -> None:
+    """In the forked grading process: `python -m grader check ...`, its output into `log`."""
+    os.setsid()  # a process group of its own, so that a timeout kills everything it started
+    die_with_parent()
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails; the process goes on
+    resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_FILE_LIMIT, OUTPUT_FILE_LIMIT))
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.dont_write_bytecode = True
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # two learners graded at once must not each take every core
+    from .cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code or 0)
+
+
+def _kill_group(proc, posix: bool, wait: bool = True) -> None:
+    """Kill a grading process (a subprocess.Popen or a multiprocessing.Process) and its group."""
     try:
         if posix:
             os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows has no process groups to kill
-            proc.kill()
     except (ProcessLookupError, PermissionError):
         pass
+    try:
+        proc.kill()  # also when it had no group of its own yet
+    except (ProcessLookupError, OSError):
+        pass
     if wait:
-        proc.wait()
+        proc.wait() if isinstance(proc, subprocess.Popen) else proc.join()
 
 
 def _exit_note(code: int | None, tail: str) -> str:
@@ -349,8 +452,13 @@ def grade_class(
     exports: Iterable[str] = (),
     progress: Progress | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    isolate: bool = True,
 ) -> list[Outcome]:
-    """Grade every learner folder under `submissions`; write their records, totals and exports to `out`."""
+    """Grade every learner folder under `submissions`; write their records, totals and exports to `out`.
+
+    A learner whose records in `out` were written for the same files (their fingerprint) is
+    not graded again: a run that was stopped, however, goes on where it stopped.
+    """
     from . import exporters
 
     folders = learner_folders(submissions.resolve())
@@ -358,19 +466,28 @@ def grade_class(
     if submissions.resolve() in (out, *out.parents):
         raise CourseError("Write the grades outside the submissions folder, so that nothing lands in a learner's files.")
     out.mkdir(parents=True, exist_ok=True)
+    for partial in out.rglob(".*.partial"):  # what a killed run was writing; its learners are graded again
+        partial.unlink(missing_ok=True)
     expected = expected_checks(stage)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
     def one(folder: Path) -> Outcome:
         stage_folder = find_stage_folder(folder, stage)
-        if stage_folder is None:
+        key = fingerprint(stage_folder or folder, stage, isolate)
+        kept = exporters.read_learner(out, folder.name, stage, expected, key)
+        if kept is not None:
+            outcome = kept
+        elif stage_folder is None:
             note = (
                 f"No {', '.join(stage.files)} in this submission, so none of this stage's checks could be counted. "
                 f"The grader looked in {folder.name}/, {folder.name}/{stage.id}/ and the folders below."
             )
-            outcome = Outcome(folder.name, error_records(stage, expected, note), note, 0.0, folder)
+            outcome = Outcome(folder.name, error_records(stage, expected, note), note, 0.0, folder, key)
         else:
-            outcome = grade_submission(course, stage, stage_folder, expected, timeout, learner=folder.name, threads=threads)
+            outcome = grade_submission(course, stage, stage_folder, expected, timeout, learner=folder.name,
+                                       threads=threads, isolate=isolate, forked=os.name == "posix")
+        if outcome.interrupted:
+            return outcome  # no records: the next run grades this learner
         exporters.write_learner(out, outcome, stage, exports)
         if progress:
             progress.update(outcome)
@@ -405,19 +522,25 @@ def command(course: Course, stage: Stage, args) -> int:
         raise CourseError("--timeout must be a number of seconds above 0.")
     folders = learner_folders(args.submissions.resolve())
     limit = hard_timeout(stage) if args.timeout is None else args.timeout
+    isolate = not args.no_isolate
+    mode = "each in a sandbox" if isolate else "in-process, NOT isolated: only for code you trust"
     print(
-        f"Grading {len(folders)} submission(s) of {stage.id} ({stage.title}), {args.workers} at a time; "
+        f"Grading {len(folders)} submission(s) of {stage.id} ({stage.title}), {args.workers} at a time, {mode}; "
         f"each learner's grading stops after {limit:g} s.",
         flush=True,
     )
     started = time.perf_counter()
     outcomes = grade_class(
         course, stage, args.submissions, args.out, workers=args.workers, timeout=args.timeout,
-        exports=args.export, progress=Progress(len(folders), sys.stdout),
+        exports=args.export, progress=Progress(len(folders), sys.stdout), isolate=isolate,
     )
     elapsed = time.perf_counter() - started
     out = args.out.resolve()
-    print(f"\nGraded {len(outcomes)} learner(s) in {elapsed:.0f} s ({elapsed / max(len(outcomes), 1):.1f} s each).")
+    kept = sum(o.kept for o in outcomes)
+    graded = len(outcomes) - kept
+    print(f"\nGraded {graded} learner(s) in {elapsed:.0f} s ({elapsed / max(graded, 1):.1f} s each).")
+    if kept:
+        print(f"Kept {kept} learner(s) graded by an earlier run: their files are unchanged since.")
     print(f"  totals:  {out / 'scores.csv'}")
     print(f"  records: {out / 'records'}/<learner>.json")
     for kind in args.export:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -71,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", type=Path, help="the folder that holds one folder per learner")
     grade.add_argument("--stage", required=True, help="a stage id, such as 02_bigram")
     grade.add_argument("--out", type=Path, required=True, help="where the records, scores.csv and exports go")
-    grade.add_argument("--workers", type=int, default=1, help="learners graded at once (default: 1)")
+    grade.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="learners graded at once (default: one per core)")
+    grade.add_argument("--no-isolate", action="store_true",
+                       help="run learners' code in the grading process, not in a sandbox: faster, for code you trust")
     grade.add_argument("--timeout", type=float, help="seconds before one learner's grading is stopped "
                        "(default: the stage's time_limit + check_time_limit + 30)")
     grade.add_argument("--export", action="append", choices=["gradescope", "classroom"], default=[],

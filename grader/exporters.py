@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import json
+import os
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -112,7 +115,16 @@ def classroom_results(records: list[Record], note: str = "") -> dict:
 
 
 def write_learner(out: Path, outcome: "Outcome", stage: "Stage", exports: Iterable[str] = ()) -> None:
-    """The learner's records (the `check --json` format, plus who and what happened), and exports."""
+    """The learner's exports, then their records (the `check --json` format, plus who, what
+    happened and the fingerprint of what was graded). The records come last: they mark the
+    learner as graded (`read_learner`)."""
+    for kind in exports:
+        if kind == "gradescope":
+            _write_json(out / "gradescope" / outcome.learner / "results.json", gradescope_results(outcome.records, outcome.note, outcome.seconds))
+        elif kind == "classroom":
+            _write_json(out / "classroom" / f"{outcome.learner}.json", classroom_results(outcome.records, outcome.note))
+        else:
+            raise ValueError(f"unknown export {kind!r}")
     earned, possible = outcome.score
     payload = {
         "learner": outcome.learner,
@@ -121,22 +133,34 @@ def write_learner(out: Path, outcome: "Outcome", stage: "Stage", exports: Iterab
         "max_score": possible,
         "note": outcome.note,
         "seconds": outcome.seconds,
+        "fingerprint": outcome.fingerprint,
         "records": [asdict(r) for r in outcome.records],
     }
     _write_json(out / "records" / f"{outcome.learner}.json", payload)
-    for kind in exports:
-        if kind == "gradescope":
-            _write_json(out / "gradescope" / outcome.learner / "results.json", gradescope_results(outcome.records, outcome.note, outcome.seconds))
-        elif kind == "classroom":
-            _write_json(out / "classroom" / f"{outcome.learner}.json", classroom_results(outcome.records, outcome.note))
-        else:
-            raise ValueError(f"unknown export {kind!r}")
+
+
+def read_learner(out: Path, learner: str, stage: "Stage", expected: list["ExpectedCheck"], fingerprint: str):
+    """The Outcome an earlier run wrote for this learner, if it graded the same files against
+    the same checks; otherwise None (grade them)."""
+    from .batch import Outcome
+
+    path = out / "records" / f"{learner}.json"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        records = [Record(**r) for r in payload["records"]]
+        same = payload["stage"] == stage.id and payload["fingerprint"] == fingerprint
+        checks = {r.check_id: float(r.points_possible) for r in records} == {c.check_id: c.points for c in expected}
+        if not (same and checks and len(records) == len(expected)):
+            return None
+        return Outcome(learner, records, payload["note"], payload["seconds"], None, fingerprint, kept=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["ExpectedCheck"]) -> None:
     """Totals, then one column per check (its points earned, empty when skipped)."""
     ids = [c.check_id for c in expected]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with _atomic(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", *ids])
         for o in sorted(outcomes, key=lambda o: o.learner):
@@ -150,8 +174,23 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
 
 
 def _write_json(path: Path, payload: dict) -> None:
+    with _atomic(path) as f:
+        f.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, newline: str | None = None):
+    """Write a text file whole or not at all: a run killed while writing leaves the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        with open(partial, "w", newline=newline, encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,16 @@
 """`grade`: a class of learners, each in a child process; one learner's crash, hang or exit
-costs only that learner, with a message that says what happened."""
+costs only that learner, with a message that says what happened. A run that is killed
+resumes where it stopped."""
 import csv
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
 
 from conftest import ROOT
 from grader.batch import expected_checks
@@ -38,13 +47,16 @@ def make_class(root):
     return learners
 
 
-def test_grade_a_class(grader, tmp_path):
+@pytest.mark.parametrize("isolate", [True, False], ids=["isolated", "in-process"])
+def test_grade_a_class(grader, tmp_path, isolate):
     learners = make_class(tmp_path / "class")
     before = {p: p.read_bytes() for p in (tmp_path / "class").rglob("*") if p.is_file()}
     out = grader("grade", str(tmp_path / "class"), "--stage", STAGE, "--out", str(tmp_path / "grades"),
-                 "--workers", "2", "--timeout", str(TIMEOUT), "--export", "gradescope", "--export", "classroom")
+                 "--workers", "2", "--timeout", str(TIMEOUT), "--export", "gradescope", "--export", "classroom",
+                 *([] if isolate else ["--no-isolate"]))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Graded 7 learner(s)" in out.stdout and "Traceback" not in out.stdout + out.stderr
+    assert ("each in a sandbox" in out.stdout) == isolate
     # Nothing is written into the learners' folders.
     assert {p: p.read_bytes() for p in (tmp_path / "class").rglob("*") if p.is_file()} == before
 
@@ -62,12 +74,19 @@ def test_grade_a_class(grader, tmp_path):
     assert any(m.startswith("Not implemented yet: build_vocab") for m in messages["ben"])
     (cleo,) = messages["cleo"]  # every check: the import failed
     assert cleo.startswith("Importing your code failed: RuntimeError: a bug at the top level (bigram.py, line 2")
-    assert "ended with exit code 0 before writing any results" in notes["dev"]["note"]
-    assert "was killed by SIGSEGV" in notes["eve"]["note"]
+    if isolate:  # the sandboxed child died on import: the grading process itself says so, check by check
+        assert "ended the process that runs it (exit status 0)" in messages["dev"].pop()
+        assert "was stopped by SIGSEGV" in messages["eve"].pop()
+        stopped = ("fay", "gus")
+    else:  # the grading process itself died
+        assert "ended with exit code 0 before writing any results" in notes["dev"]["note"]
+        assert "was killed by SIGSEGV" in notes["eve"]["note"]
+        stopped = ("dev", "eve", "fay", "gus")
     assert notes["fay"]["note"].startswith(f"Grading stopped after {TIMEOUT} s")
     assert notes["gus"]["note"].startswith("No bigram.py in this submission")
     for name in ("dev", "eve", "fay", "gus"):
         assert {r["status"] for r in notes[name]["records"]} == {"error"}
+    for name in stopped:
         assert rows[name]["graded"] == "no" and rows[name]["note"]
 
     for name in learners:
@@ -94,3 +113,105 @@ def test_grade_refuses_bad_input(grader, tmp_path):
     out = grader("grade", str(tmp_path / "class"), "--stage", STAGE, "--out", str(tmp_path / "class" / "grades"))
     assert out.returncode == 2 and "outside the submissions folder" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- killed and resumed -------------------------------------------------------------------------
+
+TOY_SUITE = '''"""A stage small enough to grade a hundred learners in seconds."""
+from grader import check
+from grader.checks import CheckFailure
+
+
+@check("add(2, 3) is 5", points=1)
+def adds(impl):
+    if impl.module("toy").add(2, 3) != 5:
+        raise CheckFailure("add(2, 3) should be 5.")
+
+
+@check("scale(xs, k) multiplies each item by k", points=2)
+def scales(impl):
+    got = impl.module("toy").scale([1, 2, 3], 2)
+    if got != [2, 4, 6]:
+        raise CheckFailure(f"scale([1, 2, 3], 2) should be [2, 4, 6], not {got}.")
+'''
+
+TOY_SOLUTIONS = [
+    "def add(a, b):\n    return a + b\n\n\ndef scale(xs, k):\n    return [x * k for x in xs]\n",
+    "def add(a, b):\n    return a - b\n\n\ndef scale(xs, k):\n    return [x * k for x in xs]\n",
+    "def add(a, b):\n    return a + b\n\n\ndef scale(xs, k):\n    raise NotImplementedError\n",
+    "def add(a, b):\n    raise NotImplementedError\n\n\ndef scale(xs, k):\n    return xs * k\n",
+]
+
+
+def toy_course(root):
+    """A course of one tiny stage, with this project's grader."""
+    shutil.copytree(ROOT / "grader", root / "grader", ignore=shutil.ignore_patterns("suites", "mutants", "__pycache__"))
+    (root / "grader" / "mutants").mkdir()
+    (root / "grader" / "mutants" / "__init__.py").write_text((ROOT / "grader" / "mutants" / "__init__.py").read_text())
+    (root / "grader" / "suites" / "01_toy").mkdir(parents=True)
+    (root / "grader" / "suites" / "01_toy" / "public.py").write_text(TOY_SUITE)
+    (root / "solutions" / "01_toy").mkdir(parents=True)
+    (root / "solutions" / "01_toy" / "toy.py").write_text(TOY_SOLUTIONS[0])
+    (root / "course.toml").write_text(
+        '[course]\nname = "Toy"\ntitle = "Toy"\n\n[[stage]]\nid = "01_toy"\ntitle = "Toy"\npoints = 3\n'
+        'files = ["toy.py"]\ndepends = []\nforbidden = []\ntime_limit = 30\ncheck_time_limit = 10\navailable = true\n'
+    )
+    return root
+
+
+def grade_toy(submissions, out):
+    return [sys.executable, "-m", "grader", "grade", str(submissions), "--stage", "01_toy", "--out", str(out),
+            "--workers", "2", "--no-isolate"]
+
+
+def test_a_killed_run_resumes_and_loses_nothing(tmp_path):
+    """100 learners; the run is killed (SIGKILL) mid-way and started again: every learner
+    graded before the kill keeps their records untouched, nobody is graded twice, and the
+    CSV is the same as an uninterrupted run's, byte for byte."""
+    course = toy_course(tmp_path / "course")
+    submissions = tmp_path / "class"
+    for i in range(100):
+        (submissions / f"learner{i:03d}").mkdir(parents=True)
+        (submissions / f"learner{i:03d}" / "toy.py").write_text(TOY_SOLUTIONS[i % len(TOY_SOLUTIONS)])
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+
+    whole = subprocess.run(grade_toy(submissions, tmp_path / "whole"), cwd=course, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    expected_csv = (tmp_path / "whole" / "scores.csv").read_bytes()
+    scores = [row.split(",")[1] for row in expected_csv.decode().splitlines()[1:]]
+    assert len(scores) == 100 and sorted(set(scores)) == ["0", "1", "2", "3"]
+
+    out = tmp_path / "resumed"
+    records = out / "records"
+    run = subprocess.Popen(grade_toy(submissions, out), cwd=course, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while (not records.is_dir() or len(list(records.glob("*.json"))) < 30) and time.monotonic() < deadline:
+        assert run.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    time.sleep(2)  # anything the killed run left behind would go on writing now
+    before = {p.name: p.read_bytes() for p in records.glob("*.json")}
+    assert 30 <= len(before) < 100, f"killed after {len(before)} learners"
+    assert {p.name: p.read_bytes() for p in records.glob("*.json")} == before, "records changed after the kill"
+    assert not (out / "scores.csv").exists()
+    for text in before.values():
+        json.loads(text)  # every record file is whole
+
+    again = subprocess.run(grade_toy(submissions, out), cwd=course, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Kept {len(before)} learner(s) graded by an earlier run" in again.stdout
+    assert f"Graded {100 - len(before)} learner(s)" in again.stdout
+    assert {name: (records / name).read_bytes() for name in before} == before, "a finished learner was graded again"
+    assert (out / "scores.csv").read_bytes() == expected_csv
+    assert not list(out.rglob("*.partial"))
+
+    # A learner who hands in new code is graded again; the others are kept.
+    (submissions / "learner001" / "toy.py").write_text(TOY_SOLUTIONS[0])
+    third = subprocess.run(grade_toy(submissions, out), cwd=course, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert "Kept 99 learner(s)" in third.stdout and "Graded 1 learner(s)" in third.stdout
+    assert json.loads((records / "learner001.json").read_text())["score"] == 3

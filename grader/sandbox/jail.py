@@ -263,7 +263,7 @@ class Sandbox:
         try:
             self.proc = subprocess.Popen(
                 command, cwd=cwd, env=self._env(), stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
-                pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True, preexec_fn=_die_with_parent,
+                pass_fds=(req_r, rep_w), start_new_session=True, close_fds=True, preexec_fn=die_with_parent,
             )
         finally:
             for fd in (req_r, rep_w, out_w):
@@ -698,7 +698,7 @@ def _sweep_leftovers() -> None:
             continue  # not ours to judge: another user's, or one being made right now
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the new process, before it runs anything: SIGKILL when the grader's thread that
     started it ends (with it, bubblewrap takes the whole sandbox down)."""
     import ctypes
