@@ -175,7 +175,8 @@ def _check(args, course, stage: Stage, sandbox) -> int:
 
     records = run_stage(course, stage, impl, verbose=args.verbose)
     hidden_not_run = course.hidden.get(stage.id, 0)
-    print(render(stage, records, impl.label, hidden_not_run, unwritten_parts(impl.files)))
+    later = course.stages[course.stages.index(stage) + 1 :]
+    print(render(stage, records, impl.label, hidden_not_run, unwritten_parts(impl.files), later[0].id if later else None))
     if args.json:
         write_json(records, args.json)
     return 0 if all_passed(records) else 1

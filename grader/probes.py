@@ -192,3 +192,469 @@ def timed_calls(fn, *args, times: int = 1, threads: int = 0, cpu_time: bool = Fa
         return clock() - start
     finally:
         torch.set_num_threads(before)
+
+
+# --- stage 08 (GPT-2): tying, optimizer groups, building on the meta device, seeded sampling ---
+
+
+def tied_parameters(model: torch.nn.Module, name_a: str, name_b: str, idx: torch.Tensor, targets: torch.Tensor,
+                    lr: float = 0.1) -> dict:
+    """Are the parameters `name_a` and `name_b` (module paths, such as 'lm_head.weight') one tensor?
+
+    Reports whether they are the same nn.Parameter object and whether they share memory,
+    the names model.named_parameters() lists for them, then takes one plain gradient step
+    (p -= lr * p.grad for every parameter) on model(idx, targets)'s loss and reports how far
+    each moved and whether they are still equal.
+    """
+    a, b = model.get_parameter(name_a), model.get_parameter(name_b)
+    info = {
+        "same_object": a is b,
+        "same_storage": a.shape == b.shape and a.data_ptr() == b.data_ptr(),
+        "listed_as": [name for name, p in model.named_parameters() if p is a or p is b],
+    }
+    before_a, before_b = a.detach().clone(), b.detach().clone()
+    model.zero_grad(set_to_none=True)
+    _, loss = model(idx, targets)
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-lr)
+    info["moved_a"] = (a.detach() - before_a).abs().max().item()
+    info["moved_b"] = (b.detach() - before_b).abs().max().item()
+    info["equal_after"] = bool(torch.equal(a.detach(), b.detach()))
+    model.zero_grad(set_to_none=True)
+    return info
+
+
+def optimizer_groups(model: torch.nn.Module, optimizer) -> dict:
+    """What an optimizer holds, by the model's parameter names.
+
+    Returns its class ('type', and 'is_adamw' when it is exactly torch.optim.AdamW), its
+    defaults' 'fused' flag, each group's parameter names (a tensor that is not a parameter
+    of the model is named by its shape), weight_decay, lr and betas, and every parameter of
+    the model with its shape and requires_grad.
+    """
+    names: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), name)
+    groups = []
+    for group in getattr(optimizer, "param_groups", []):
+        betas = group.get("betas")
+        groups.append({
+            "names": [names.get(id(p), f"<not a parameter of the model: a tensor of shape {tuple(p.shape)}>")
+                      for p in group["params"]],
+            "weight_decay": float(group.get("weight_decay", float("nan"))),
+            "lr": float(group.get("lr", float("nan"))),
+            "betas": None if betas is None else tuple(float(b) for b in betas),
+        })
+    return {
+        "type": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "is_adamw": type(optimizer) is torch.optim.AdamW,
+        "fused": bool(getattr(optimizer, "defaults", {}).get("fused")),
+        "groups": groups,
+        "parameters": {name: {"shape": tuple(p.shape), "requires_grad": p.requires_grad}
+                       for name, p in model.named_parameters()},
+    }
+
+
+def build_on_meta(cls, config) -> dict:
+    """Build `cls(config)` on the meta device (shapes, no memory) and count its parameters.
+
+    Returns what the model's num_parameters() says, the count of its unique parameters,
+    their names and shapes, and 'device': 'meta', or 'cpu' when building on meta failed
+    and the model had to be built for real.
+    """
+    try:
+        with torch.device("meta"):
+            model, device = cls(config), "meta"
+    except NotImplementedError:
+        raise
+    except Exception:  # code that cannot run on meta tensors: pay for the real thing
+        model, device = cls(config), "cpu"
+    return {
+        "num_parameters": model.num_parameters(),
+        "unique": sum(p.numel() for p in model.parameters()),
+        "shapes": {name: tuple(p.shape) for name, p in model.named_parameters()},
+        "device": device,
+    }
+
+
+def generate_seeded(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, seed: int, global_seed: int,
+                    **kwargs) -> torch.Tensor:
+    """model.generate(idx, max_new_tokens, generator=<a torch.Generator seeded with seed>, **kwargs),
+    after seeding torch's global generator with global_seed: a model that samples with the
+    generator it is given returns the same tokens whatever global_seed is."""
+    torch.manual_seed(global_seed)
+    generator = torch.Generator().manual_seed(seed)
+    return model.generate(idx, max_new_tokens, generator=generator, **kwargs)
+
+
+# --- stage 09: the training loop --------------------------------------------------------------
+
+import contextlib  # noqa: E402
+
+
+class _RecordBackward(torch.autograd.Function):
+    """Identity on the way forward; on the way back, writes down whether autocast was on."""
+
+    @staticmethod
+    def forward(ctx, x, log):
+        ctx.log = log
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.log.append(torch.is_autocast_enabled(grad.device.type))
+        return grad, None
+
+
+class TinyLM(torch.nn.Module):
+    """A small language model for testing training loops: `model(idx, targets) -> (logits, loss)`.
+
+    An embedding and a linear head; the loss is the mean cross-entropy in float32. It writes
+    down each forward in `calls` (autocast on and its dtype, the batch size, whether a
+    DDP-style `require_backward_grad_sync` was on) and, in `backward_autocast`, whether
+    autocast was on while its gradients were computed. Weights come from `seed`.
+    """
+
+    def __init__(self, vocab_size: int = 11, n_embd: int = 8, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.wte = torch.nn.Parameter(torch.randn(vocab_size, n_embd, generator=gen))
+        self.head = torch.nn.Linear(n_embd, vocab_size)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(vocab_size, n_embd, generator=gen) / n_embd**0.5)
+            self.head.bias.copy_(torch.randn(vocab_size, generator=gen))
+        self.require_backward_grad_sync = True
+        self.calls: list[dict] = []
+        self.backward_autocast: list[bool] = []
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        device = idx.device.type
+        enabled = torch.is_autocast_enabled(device)
+        self.calls.append({
+            "autocast": enabled,
+            "autocast_dtype": str(torch.get_autocast_dtype(device)) if enabled else None,
+            "grad_enabled": torch.is_grad_enabled(),
+            "batch": int(idx.shape[0]),
+            "sync": bool(self.require_backward_grad_sync),
+        })
+        x = _RecordBackward.apply(self.wte[idx], self.backward_autocast)
+        logits = self.head(torch.tanh(x))
+        if targets is None:
+            return logits, None
+        return logits, torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+class TinyDDP(TinyLM):
+    """TinyLM with DistributedDataParallel's `no_sync()`: inside it, `require_backward_grad_sync`
+    is False, as in DDP, whose forward decides whether the coming backward all-reduces."""
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        before = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = before
+
+
+class RecordingSGD(torch.optim.SGD):
+    """Plain SGD that writes down, at each step, the gradients it sees, the learning rates of
+    its groups and whether autocast was on; `events` lists step and zero_grad calls in order."""
+
+    def __init__(self, named_parameters, lr: float = 0.0):
+        named = list(named_parameters)
+        super().__init__([p for _, p in named], lr=lr)
+        self.names = {id(p): n for n, p in named}
+        self.steps: list[dict] = []
+        self.events: list[str] = []
+
+    def step(self, closure=None):
+        grads = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                grads[self.names[id(p)]] = None if p.grad is None else p.grad.detach().clone()
+        self.steps.append({
+            "grads": grads,
+            "lrs": [float(g["lr"]) for g in self.param_groups],
+            "autocast": any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda") if d == "cpu" or torch.cuda.is_available()),
+        })
+        self.events.append("step")
+        return super().step(closure)
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.events.append("zero_grad")
+        return super().zero_grad(set_to_none=set_to_none)
+
+
+def run_train_step(train_step, model: torch.nn.Module, steps: list, optimizer_lr: float = 0.0, **kwargs) -> dict:
+    """Call a learner's `train_step(model, optimizer, batches, **kwargs)` once per entry of `steps`
+    (each a list of (x, y) micro-batches) with a RecordingSGD of learning rate `optimizer_lr`
+    (0 by default: the weights stay put, so expected gradients are easy to compute).
+
+    Returns what each call returned ('returned'), what the optimizer saw ('steps', 'events'),
+    how the model was called ('calls', 'backward_autocast' where it records them), and
+    whether gradients were left behind afterwards ('grads_after': name -> norm or None).
+    """
+    optimizer = RecordingSGD(model.named_parameters(), lr=optimizer_lr)
+    returned = [train_step(model, optimizer, batches, **kwargs) for batches in steps]
+    return {
+        "returned": returned,
+        "steps": optimizer.steps,
+        "events": optimizer.events,
+        "calls": list(getattr(model, "calls", [])),
+        "backward_autocast": list(getattr(model, "backward_autocast", [])),
+        "grads_after": {n: (None if p.grad is None else p.grad.norm().item()) for n, p in model.named_parameters()},
+    }
+
+
+SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def attention_calls(fn, *args) -> dict:
+    """Which attention functions `fn(*args)` calls: every F.scaled_dot_product_attention call
+    with its arguments (tensors as shapes), and how many softmax calls (a (T, T) matrix made by hand)."""
+    from torch.overrides import TorchFunctionMode
+
+    def describe(value):
+        if isinstance(value, torch.Tensor):
+            return {"shape": tuple(value.shape), "dtype": str(value.dtype)}
+        return value if isinstance(value, (bool, int, float, str, type(None))) else type(value).__name__
+
+    class Recorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.sdpa, self.softmax = [], 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if name == "scaled_dot_product_attention":
+                call = dict(zip(SDPA_ARGS, args))
+                call.update(kwargs)
+                self.sdpa.append({k: describe(v) for k, v in call.items()})
+            elif name in ("softmax", "_softmax", "log_softmax"):
+                self.softmax += 1
+            return func(*args, **kwargs)
+
+    with Recorder() as recorder:
+        fn(*args)
+    return {"sdpa": recorder.sdpa, "softmax": recorder.softmax}
+
+
+def tf32_after(fn) -> dict:
+    """Call `fn()` (a learner's configure_tf32) and report torch's float32 matmul settings
+    afterwards; then put the settings back as they were, so no other check runs in TF32."""
+    try:
+        before = torch.get_float32_matmul_precision()
+    except RuntimeError:  # settings mixed through the old and new APIs
+        before = "highest"
+    try:
+        returned = fn()
+        matmul = torch.backends.cuda.matmul
+        try:
+            precision = str(matmul.fp32_precision)
+        except (AttributeError, RuntimeError):
+            precision = "tf32" if matmul.allow_tf32 else "ieee"
+        return {"returned": returned, "cuda_matmul": precision}
+    finally:
+        torch.set_float32_matmul_precision(before)  # restores every backend's flag, old API and new
+
+
+def with_environment(fn, environment: dict, *args):
+    """`fn(*args)` with os.environ changed by `environment` (a value None removes the variable);
+    the environment is put back afterwards."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in environment}
+    try:
+        for k, v in environment.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return fn(*args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _modules_of(model: torch.nn.Module) -> dict:
+    """name -> module object of every class that makes up `model` (found from their functions' globals)."""
+    import gc
+    import types
+
+    globals_of = {}
+    for sub in model.modules():
+        for cls in type(sub).__mro__:
+            for fn in vars(cls).values():
+                g = getattr(fn, "__globals__", None)
+                if isinstance(g, dict) and g.get("__name__") == cls.__module__:
+                    globals_of[cls.__module__] = g
+                    break
+    found = {}
+    for name, g in globals_of.items():
+        for referrer in gc.get_referrers(g):
+            if isinstance(referrer, types.ModuleType) and referrer.__dict__ is g:
+                found[name] = referrer
+        if name not in found:  # the module object itself is gone; its functions keep its globals
+            stand_in = types.ModuleType(name)
+            stand_in.__dict__.update(g)
+            found[name] = stand_in
+    return found
+
+
+def compiled_loss(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> dict:
+    """model(idx, targets)'s loss through torch.compile(fullgraph=True), and eagerly.
+
+    The "eager" backend traces with TorchDynamo (a graph break is an error with
+    fullgraph=True) without generating code, so it needs no C++ compiler and runs in
+    seconds. Returns {'ok', 'loss', 'eager_loss', 'error'}.
+    """
+    import sys
+
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    eager = model(idx, targets)[1]
+    # Dynamo imports, by name, the module of each function it inlines; the grader's loader
+    # takes the stage modules out of sys.modules after importing them. Put them back meanwhile.
+    hidden = {name: module for name, module in _modules_of(model).items() if name not in sys.modules}
+    sys.modules.update(hidden)
+    try:
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        loss = compiled(idx, targets)[1]
+    except Exception as exc:  # noqa: BLE001 - what dynamo says is the answer
+        text = str(exc).strip().splitlines()
+        return {"ok": False, "loss": None, "eager_loss": eager, "error": f"{type(exc).__name__}: {' '.join(text[:6])[:600]}"}
+    finally:
+        torch._dynamo.reset()
+        for name in hidden:
+            sys.modules.pop(name, None)
+    return {"ok": True, "loss": loss, "eager_loss": eager, "error": ""}
+
+
+def _matmul_precision() -> str:
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return "highest"
+
+
+class GpuTrainer:
+    """A learner's (or the reference's) stage 09 training step on CUDA, ready to time: FastGPT2 of
+    `sizes`, make_optimizer(..., "cuda"), optionally torch.compile, bf16 autocast, fixed batches.
+    `step()` runs one train_step under the learner's configure_tf32 and puts the matmul
+    precision back afterwards. Built by `make_gpu_trainer` in the process the code runs in."""
+
+    def __init__(self, train, sizes: dict, batch: int, T: int, accum: int, compile: bool, amp: bool, seed: int):
+        torch.manual_seed(seed)
+        model = train.FastGPT2(train.GPT2Config(**sizes)).to("cuda")
+        self.optimizer = train.make_optimizer(model, 0.1, 6e-4, "cuda")
+        self.model = torch.compile(model) if compile else model
+        gen = torch.Generator(device="cuda").manual_seed(seed)
+        V = sizes["vocab_size"]
+        self.batches = [
+            (torch.randint(0, V, (batch, T), device="cuda", generator=gen),
+             torch.randint(0, V, (batch, T), device="cuda", generator=gen))
+            for _ in range(accum)
+        ]
+        self.train = train
+        self.amp = amp
+        self.tokens = batch * T * accum
+
+    def step(self) -> float:
+        before = _matmul_precision()
+        try:
+            self.train.configure_tf32()
+            loss, _ = self.train.train_step(self.model, self.optimizer, self.batches, max_norm=1.0,
+                                            amp_dtype=torch.bfloat16 if self.amp else None)
+        finally:
+            torch.set_float32_matmul_precision(before)
+        torch.cuda.synchronize()
+        return float(loss)
+
+
+def make_gpu_trainer(train, sizes: dict, batch: int, T: int, accum: int = 1, compile: bool = True,
+                     amp: bool = True, seed: int = 0, warmup: int = 3) -> GpuTrainer:
+    """A GpuTrainer (see there), already stepped `warmup` times (compilation happens there)."""
+    trainer = GpuTrainer(train, sizes, batch, T, accum, compile, amp, seed)
+    for _ in range(warmup):
+        trainer.step()
+    return trainer
+
+
+def _cuda_median(fns: list, repeats: int) -> list[float]:
+    """Median seconds of each of `fns`, called interleaved, with CUDA synchronized around each call."""
+    import statistics
+    import time
+
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def tf32_speedup(configure_tf32, n: int = 4096, repeats: int = 10) -> dict:
+    """Seconds of an (n, n) float32 matmul in full precision and after configure_tf32(), interleaved on CUDA."""
+    before = _matmul_precision()
+    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+
+    def full():
+        torch.set_float32_matmul_precision("highest")
+        for _ in range(5):
+            a @ b
+
+    def tf32():
+        configure_tf32()
+        for _ in range(5):
+            a @ b
+
+    try:
+        full(), tf32()
+        fp32_s, tf32_s = _cuda_median([full, tf32], repeats)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    return {"fp32": fp32_s, "tf32": tf32_s}
+
+
+def attention_speedup(attention: torch.nn.Module, n_head: int, batch: int, T: int, repeats: int = 10) -> dict:
+    """Seconds of forward + backward in bf16 autocast on CUDA: the learner's attention module, and
+    stage 06's masked attention computed from the same weights (a (T, T) matrix, softmax, @ v)."""
+    import math
+
+    attention = attention.to("cuda").train()
+    C = attention.c_attn.weight.shape[1]
+    x = torch.randn(batch, T, C, device="cuda", requires_grad=True)
+    mask = torch.ones(T, T, device="cuda", dtype=torch.bool).tril()
+
+    def masked(inp):
+        B, T_, C_ = inp.shape
+        q, k, v = attention.c_attn(inp).split(C_, dim=2)
+        q, k, v = (t.view(B, T_, n_head, C_ // n_head).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(C_ // n_head)
+        att = att.masked_fill(~mask[:T_, :T_], float("-inf")).softmax(-1)
+        return attention.c_proj((att @ v).transpose(1, 2).contiguous().view(B, T_, C_))
+
+    def run(fn):
+        def go():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = fn(x)
+            out.float().sum().backward()
+        return go
+
+    learner, naive = run(attention), run(masked)
+    learner(), naive()
+    learner_s, naive_s = _cuda_median([learner, naive], repeats)
+    return {"learner": learner_s, "masked": naive_s}

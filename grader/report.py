@@ -17,7 +17,14 @@ def _marks() -> dict[str, str]:
         return {PASSED: "+", FAILED: "x", ERROR: "!", SKIPPED: "-"}
 
 
-def render(stage: Stage, records: list[Record], label: str, hidden_not_run: int = 0, unwritten: list[str] = ()) -> str:
+def render(
+    stage: Stage,
+    records: list[Record],
+    label: str,
+    hidden_not_run: int = 0,
+    unwritten: list[str] = (),
+    next_stage: str | None = None,
+) -> str:
     marks = _marks()
     earned, possible = score(records)
     lines = [f"{stage.id}  {stage.title}  [{label}]", ""]
@@ -37,14 +44,18 @@ def render(stage: Stage, records: list[Record], label: str, hidden_not_run: int 
         lines.append(
             f"{hidden_not_run} hidden check(s) exist for this stage; they run when your instructor grades it."
         )
-    lines.extend(_fix_first(records, unwritten))
+    lines.extend(_fix_first(records, unwritten, next_stage))
     return "\n".join(lines)
 
 
-def _fix_first(records: list[Record], unwritten: list[str]) -> list[str]:
+def _fix_first(records: list[Record], unwritten: list[str], next_stage: str | None) -> list[str]:
     problems = [r for r in records if r.status in (FAILED, ERROR)]
     if not problems:
-        return ["Every check passed. On to the next stage!"] if records else []
+        if not records:
+            return []
+        if next_stage is None:
+            return ["Every check passed, and that was the last stage: the end of its handout says where to go from here."]
+        return [f"Every check passed. On to {next_stage}!"]
     todo = [r for r in problems if r.message.startswith("Not implemented yet")]
     left = ["", f"Still to implement ({len(unwritten)}): {', '.join(unwritten)}."] if unwritten else []
     if len(todo) == len(problems):

@@ -1,0 +1,103 @@
+"""Stage 08, hidden checks: the learner's GPT2 against the reference's, with the same weights."""
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import CheckFailure, assert_close, expect_tensor
+from grader.probes import generate_seeded, optimizer_groups, tensor_layout
+
+
+@st.composite
+def gpt2_sizes(draw):
+    n_head = draw(st.sampled_from([1, 2, 3, 5]))
+    block_size = draw(st.integers(1, 12))
+    return dict(
+        block_size=block_size, vocab_size=draw(st.integers(2, 30)), n_layer=draw(st.integers(1, 3)), n_head=n_head,
+        n_embd=n_head * draw(st.integers(1, 4)), dropout=0.0, bias=draw(st.booleans()),
+    ), draw(st.integers(1, 3)), draw(st.sampled_from([1, block_size, max(1, block_size // 2)]))
+
+
+def twins(impl, ref, config):
+    """The learner's GPT2 and the reference's, in eval mode, holding the reference's weights."""
+    ours = impl.module("gpt2").GPT2(impl.module("gpt2").GPT2Config(**config))
+    theirs = ref.module("gpt2").GPT2(ref.module("gpt2").GPT2Config(**config))
+    weights, own = theirs.state_dict(), ours.state_dict()
+    # The attention's buffers (a causal mask) are stage 06's business: share what both have.
+    unknown = sorted(k for k in own if k not in weights and ".attn." not in k)
+    missing = sorted(k for k in weights if k not in own and ".attn." not in k)
+    if unknown or missing:
+        raise CheckFailure(f"Your GPT2's state_dict differs from the reference's: extra {unknown[:4]}, missing "
+                           f"{missing[:4]}. Keep stage 07's names.")
+    ours.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    ours.eval()
+    theirs.eval()
+    return ours, theirs
+
+
+@check("logits and loss equal the reference's with the same weights", points=2)
+@settings(max_examples=6)
+@given(case=gpt2_sizes(), seed=st.integers(0, 1000))
+@example(case=(dict(block_size=16, vocab_size=11, n_layer=2, n_head=3, n_embd=6, dropout=0.0, bias=True), 1, 16), seed=0)
+def logits_match_reference(impl, ref, case, seed):
+    config, batch, T = case
+    ours, theirs = twins(impl, ref, config)
+    gen = torch.Generator().manual_seed(seed)
+    V = config["vocab_size"]
+    idx, targets = torch.randint(0, V, (batch, T), generator=gen), torch.randint(0, V, (batch, T), generator=gen)
+    logits, loss = ours(idx, targets)
+    ref_logits, ref_loss = theirs(idx, targets)
+    assert_close(logits, ref_logits, "logits", rtol=1e-4, atol=1e-5,
+                 hint="Same weights, same input: the difference is in how the model computes.")
+    expect_tensor(loss, "loss", (), torch.float32)
+    assert_close(loss, ref_loss, "loss", rtol=1e-5, atol=1e-6)
+
+
+@check("the parameters (names, shapes, count) equal the reference's", points=1)
+def parameters_match_reference(impl, ref):
+    config = dict(block_size=10, vocab_size=23, n_layer=3, n_head=2, n_embd=8, dropout=0.0, bias=False)
+    ours = impl.module("gpt2").GPT2(impl.module("gpt2").GPT2Config(**config))
+    theirs = ref.module("gpt2").GPT2(ref.module("gpt2").GPT2Config(**config))
+    shapes = impl.probe(tensor_layout, ours)["parameters"]
+    ref_shapes = ref.probe(tensor_layout, theirs)["parameters"]
+    if shapes != ref_shapes:
+        diff = sorted(set(shapes.items()) ^ set(ref_shapes.items()))
+        raise CheckFailure(f"Your GPT2 (bias=False) has parameters that differ from the reference's: {diff[:4]}.")
+    if ours.num_parameters() != theirs.num_parameters():
+        raise CheckFailure(f"num_parameters() is {ours.num_parameters()}, the reference's {theirs.num_parameters()}.")
+
+
+@check("seeded sampling with temperature and top_k equals the reference's", points=1)
+def sampling_matches_reference(impl, ref):
+    config = dict(block_size=6, vocab_size=14, n_layer=2, n_head=2, n_embd=12, dropout=0.0, bias=True)
+    ours, theirs = twins(impl, ref, config)
+    idx = torch.randint(0, 14, (3, 9))
+    kwargs = dict(temperature=0.8, top_k=5)
+    out = impl.probe(generate_seeded, ours, idx, 10, 11, 0, **kwargs)
+    ref_out = ref.probe(generate_seeded, theirs, idx, 10, 11, 0, **kwargs)
+    expect_tensor(out, "generate(idx, 10, temperature=0.8, top_k=5, generator=g)", tuple(ref_out.shape), torch.int64)
+    if not torch.equal(out, ref_out):
+        raise CheckFailure(
+            f"With the same weights and a generator seeded 11, generate gave {out[:, 9:].tolist()}, the reference "
+            f"{ref_out[:, 9:].tolist()}. Crop to block_size, take the last position, divide by temperature, keep the "
+            "top_k, softmax, then torch.multinomial(probs, 1, generator=generator)."
+        )
+
+
+@check("the optimizer's groups equal the reference's", points=1)
+def optimizer_matches_reference(impl, ref):
+    config = dict(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=8, dropout=0.0, bias=True)
+    ours = impl.module("gpt2").GPT2(impl.module("gpt2").GPT2Config(**config))
+    theirs = ref.module("gpt2").GPT2(ref.module("gpt2").GPT2Config(**config))
+
+    def decay_by_name(impl_, model):
+        info = impl_.probe(optimizer_groups, model, model.configure_optimizers(0.05, 1e-3, (0.8, 0.9), "cpu"))
+        return {name: g["weight_decay"] for g in info["groups"] for name in g["names"]}
+
+    got, expected = decay_by_name(impl, ours), decay_by_name(ref, theirs)
+    if got != expected:
+        diff = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+        raise CheckFailure(
+            f"Weight decay per parameter differs from the reference's at {diff[:4]}: yours "
+            f"{[got.get(k) for k in diff[:4]]}, the reference's {[expected.get(k) for k in diff[:4]]}."
+        )

@@ -1,0 +1,707 @@
+"""Stage 08, public checks: GPT-2's tying, init, parameter count, optimizer groups, sampling
+and loading HuggingFace weights.
+
+Oracles: F.cross_entropy, the GPT-2 small parameter count (124,439,808, as HuggingFace's
+GPT2LMHeadModel has it), the statistics GPT-2's init prescribes, the learner's own logits
+(for greedy, top-k and temperature sampling), and a HuggingFace GPT2LMHeadModel built from a
+GPT2Config with random weights (nothing is downloaded) for loading.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import (
+    CheckFailure,
+    Skip,
+    assert_causal,
+    assert_close,
+    assert_gradients_reach,
+    assert_init_loss,
+    assert_weight_stats,
+    dependency_map,
+    expect_tensor,
+    perturb_token,
+)
+from grader.handle import LearnerError
+from grader.probes import (
+    build_on_meta,
+    generate_seeded,
+    optimizer_groups,
+    parameter_gradients,
+    tied_parameters,
+)
+
+GPT2_SMALL_PARAMETERS = 124_439_808  # GPT-2 small with wte and lm_head tied, wpe included
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def new_gpt2(impl, train=False, **sizes):
+    gpt2 = impl.module("gpt2")
+    model = gpt2.GPT2(gpt2.GPT2Config(**sizes))
+    model.train() if train else model.eval()
+    return model
+
+
+def forward(model, idx, targets=None, what="model(idx)"):
+    """(logits, loss) from the learner's GPT2, checked to be a pair with (B, T, V) float32 logits."""
+    out = model(idx) if targets is None else model(idx, targets)
+    if type(out) is not tuple or len(out) != 2:
+        got = f"a {type(out).__name__} of length {len(out)}" if type(out) in (tuple, list) else f"a {type(out).__name__}"
+        raise CheckFailure(f"{what} should return a pair (logits, loss), but it returned {got}.")
+    expect_tensor(out[0], f"the logits of {what}", (*idx.shape, model.config.vocab_size), torch.float32,
+                  hint="GPT2 keeps stage 07's forward: logits (B, T, vocab_size).")
+    return out
+
+
+def logits_of(model, idx):
+    return forward(model, idx)[0]
+
+
+def count_from_config(block_size, vocab_size, n_layer, n_embd, bias, **_):
+    """GPT-2's parameter count from its sizes, the tied wte/lm_head counted once."""
+    C = n_embd
+    norms = 2 * C if bias else C  # a LayerNorm: gain, and bias when bias=True
+    linear = lambda i, o: i * o + (o if bias else 0)  # noqa: E731
+    block = 2 * norms + linear(C, 3 * C) + linear(C, C) + linear(C, 4 * C) + linear(4 * C, C)
+    return vocab_size * C + block_size * C + n_layer * block + norms
+
+
+@st.composite
+def gpt2_sizes(draw, max_layers=2):
+    """GPT-2 sizes with odd head counts, T = 1 and T = block_size, block sizes above n_embd."""
+    n_head = draw(st.sampled_from([1, 2, 3, 5]))
+    block_size = draw(st.integers(1, 12))
+    return dict(
+        block_size=block_size, vocab_size=draw(st.integers(2, 30)), n_layer=draw(st.integers(1, max_layers)),
+        n_head=n_head, n_embd=n_head * draw(st.integers(1, 4)), bias=draw(st.booleans()),
+        batch=draw(st.integers(1, 3)), T=draw(st.sampled_from([1, block_size, max(1, block_size // 2)])),
+    )
+
+
+EDGE_SIZES = dict(block_size=16, vocab_size=11, n_layer=2, n_head=3, n_embd=6, bias=True, batch=1, T=16)
+
+
+def split(sizes):
+    return {k: v for k, v in sizes.items() if k not in ("batch", "T")}, sizes["batch"], sizes["T"]
+
+
+def check_config_defaults(impl):
+    """GPT2Config() must be GPT-2 small (the dataclass is given; a learner may have edited it)."""
+    config = impl.module("gpt2").GPT2Config()
+    expected = dict(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768, dropout=0.0, bias=True)
+    got = {}
+    for name in expected:
+        try:
+            got[name] = getattr(config, name)
+        except LearnerError:
+            got[name] = "<missing>"
+    wrong = {k: v for k, v in got.items() if v != expected[k] or type(v) is not type(expected[k])}
+    if wrong:
+        raise CheckFailure(
+            f"GPT2Config() has {wrong}; GPT-2 small has "
+            + ", ".join(f"{k}={expected[k]!r}" for k in wrong)
+            + ". Keep the dataclass's defaults as given."
+        )
+
+
+# --- shapes and the loss -------------------------------------------------------------------------
+
+
+@check("logits are (B, T, vocab_size) float32 and the loss is the mean cross-entropy, over many sizes", points=2)
+@settings(max_examples=8)
+@given(sizes=gpt2_sizes())
+@example(sizes=EDGE_SIZES)
+def shapes_and_loss(impl, sizes):
+    config, batch, T = split(sizes)
+    model = new_gpt2(impl, **config)
+    V = config["vocab_size"]
+    idx, targets = torch.randint(0, V, (batch, T)), torch.randint(0, V, (batch, T))
+    logits, no_loss = forward(model, idx)
+    if no_loss is not None:
+        raise CheckFailure(f"model(idx) without targets returned a loss of {no_loss!r}; it should return (logits, None).")
+    logits_t, loss = forward(model, idx, targets, "model(idx, targets)")
+    expect_tensor(loss, "loss", (), torch.float32, hint="The loss is a 0-dim tensor: F.cross_entropy's mean.")
+    assert_close(logits_t, logits, "logits with targets vs without", rtol=1e-5, atol=1e-6,
+                 hint="Passing targets must not change the logits.")
+    assert_close(loss, F.cross_entropy(logits.view(-1, V), targets.view(-1)), "loss", rtol=1e-4, atol=1e-5,
+                 hint="The loss is F.cross_entropy(logits.view(B * T, V), targets.view(B * T)), the mean over all "
+                      "positions.")
+
+
+# --- parameters: count and tying -----------------------------------------------------------------
+
+
+@check("GPT2Config() (GPT-2 small) has exactly 124,439,808 parameters", points=2)
+def parameter_count_124m(impl):
+    gpt2 = impl.module("gpt2")
+    # Built on the meta device: shapes without memory, so 124M parameters cost nothing.
+    info = impl.probe(build_on_meta, gpt2.GPT2, gpt2.GPT2Config())
+    counted, unique = info["num_parameters"], info["unique"]
+    if type(counted) is not int:
+        raise CheckFailure(f"num_parameters() returned a {type(counted).__name__} ({counted!r}); it should return "
+                           "an int: sum(p.numel() for p in self.parameters()).")
+    shapes = info["shapes"]
+    check_config_defaults(impl)  # a count off because the sizes were edited gets its own message
+    if counted == GPT2_SMALL_PARAMETERS and unique == GPT2_SMALL_PARAMETERS:
+        return
+    V, C = 50257, 768
+    if unique == GPT2_SMALL_PARAMETERS + V * C or "lm_head.weight" in shapes:
+        cause = (f"The model has {unique:,} unique parameters: {V * C:,} ({V} x {C}) too many, a whole second "
+                 "vocab_size x n_embd matrix. lm_head.weight and transformer.wte.weight must be one tied tensor, "
+                 "not two.")
+    elif unique != GPT2_SMALL_PARAMETERS:
+        cause = (f"The model has {unique:,} unique parameters, {unique - GPT2_SMALL_PARAMETERS:+,} off. Compare "
+                 "your parameter shapes with GPT-2's (stage 07's GPT with GPT2Config()).")
+    elif counted == GPT2_SMALL_PARAMETERS + V * C:
+        cause = (f"num_parameters() returned {counted:,}: it counts the tied wte/lm_head matrix twice ({V * C:,} "
+                 "too many). Iterating over self.state_dict() lists the tied tensor under both names; "
+                 "self.parameters() yields it once.")
+    elif counted > GPT2_SMALL_PARAMETERS:
+        cause = (f"num_parameters() returned {counted:,}, {counted - GPT2_SMALL_PARAMETERS:,} too many. Buffers (the "
+                 "causal masks) are not parameters, and the tied tensor counts once: sum(p.numel() for p in "
+                 "self.parameters()).")
+    else:
+        cause = (f"num_parameters() returned {counted:,}, but the model has {unique:,} unique parameters: count "
+                 "every parameter once, sum(p.numel() for p in self.parameters()), including the position "
+                 "embeddings.")
+    raise CheckFailure(f"GPT2(GPT2Config()) should have {GPT2_SMALL_PARAMETERS:,} parameters. {cause}")
+
+
+@check("num_parameters counts each parameter once, for any size, with and without biases", points=1)
+@settings(max_examples=6)
+@given(sizes=gpt2_sizes(max_layers=3))
+def parameter_count_any_size(impl, sizes):
+    config, _, _ = split(sizes)
+    counted = new_gpt2(impl, **config).num_parameters()
+    expected = count_from_config(**config)
+    if counted != expected:
+        V, C = config["vocab_size"], config["n_embd"]
+        why = ("It counts the tied wte/lm_head matrix twice." if counted == expected + V * C
+               else "Count each parameter once: sum(p.numel() for p in self.parameters()).")
+        raise CheckFailure(f"GPT2Config({config}): num_parameters() returned {counted!r}; GPT-2's shapes give "
+                           f"{expected:,}. {why}")
+
+
+@check("the token embedding and the output head are one tensor: tied, and a gradient step moves both", points=3)
+def weight_tying(impl):
+    V = 17
+    model = new_gpt2(impl, block_size=8, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    idx, targets = torch.randint(0, V, (4, 8)), torch.randint(0, V, (4, 8))
+    info = impl.probe(tied_parameters, model, "transformer.wte.weight", "lm_head.weight", idx, targets)
+    if not info["same_object"]:
+        if info["same_storage"]:
+            raise CheckFailure(
+                "transformer.wte.weight and lm_head.weight share their memory but are two nn.Parameter objects "
+                f"(model.named_parameters() lists {info['listed_as']}), as after assigning .data. The optimizer "
+                "then sees two parameters and updates the shared memory twice, each with only its own part of the "
+                "gradient, and num_parameters counts the matrix twice. Assign the Parameter itself: self.transformer.wte.weight = self.lm_head.weight."
+            )
+        raise CheckFailure(
+            "transformer.wte.weight and lm_head.weight are two different tensors: your tying makes a copy "
+            "(nn.Parameter(w.clone()), copy_, or a new nn.Parameter), which drifts apart from the first training "
+            f"step (after one step they are {'equal' if info['equal_after'] else 'no longer equal'}). Assign the "
+            "Parameter itself, so that both modules hold the same object: "
+            "self.transformer.wte.weight = self.lm_head.weight."
+        )
+    if info["moved_a"] == 0.0:
+        raise CheckFailure("One gradient step on the loss did not change the tied wte/lm_head tensor: no gradient "
+                           "reaches it. Is it detached or frozen (requires_grad=False)?")
+    if not info["equal_after"]:
+        raise CheckFailure("After one gradient step transformer.wte.weight and lm_head.weight differ, although they "
+                           "were reported as one tensor.")
+
+
+# --- initialization ------------------------------------------------------------------------------
+
+
+@check("GPT-2 init: normal(0, 0.02) weights and embeddings, zero biases, c_proj scaled by 1/sqrt(2 * n_layer)",
+       points=3)
+def init_statistics(impl):
+    n_layer, C, V, bs = 4, 96, 500, 128
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=n_layer, n_head=4, n_embd=C)
+    state = model.state_dict()
+
+    def gather(suffix):
+        tensors = [state[f"transformer.h.{i}.{suffix}"] for i in range(n_layer)]
+        return torch.cat([t.flatten() for t in tensors])
+
+    def std_of(w):
+        return w.double().std().item()
+
+    default_linear = "PyTorch's default nn.Linear init (uniform, std 1/sqrt(3 * fan_in))"
+    for name, w in (("transformer.wte.weight", state["transformer.wte.weight"]),
+                    ("transformer.wpe.weight", state["transformer.wpe.weight"])):
+        hint = (f"Its std is about 1: nn.Embedding's default init, normal(0, 1). GPT-2 initializes embeddings "
+                "with normal(0, 0.02) too (in _init_weights, for nn.Embedding)." if std_of(w) > 0.5 else
+                "Embeddings get normal(0, 0.02), like the Linear weights.")
+        assert_weight_stats(w, name, 0.0, 0.02, mean_tol=0.002, std_rel_tol=0.1, hint=hint)
+    for suffix in ("attn.c_attn.weight", "mlp.c_fc.weight"):
+        w = gather(suffix)
+        s = std_of(w)
+        if abs(s - 0.02 / math.sqrt(2 * n_layer)) < 0.002:
+            hint = ("It is scaled like a residual projection: only the weights whose names end in 'c_proj.weight' "
+                    "(attn.c_proj and mlp.c_proj) get 0.02 / sqrt(2 * n_layer); c_attn and c_fc keep 0.02.")
+        elif abs(s - 1 / math.sqrt(3 * C)) < 0.1 / math.sqrt(3 * C):
+            hint = f"That is {default_linear}: apply _init_weights to every module with self.apply."
+        else:
+            hint = "Every nn.Linear weight gets normal(0, 0.02)."
+        assert_weight_stats(w, f"transformer.h.*.{suffix} (all {n_layer} blocks)", 0.0, 0.02, mean_tol=0.002,
+                            std_rel_tol=0.1, hint=hint)
+    scaled = 0.02 / math.sqrt(2 * n_layer)
+    for suffix, fan_in in (("attn.c_proj.weight", C), ("mlp.c_proj.weight", 4 * C)):
+        s = std_of(gather(suffix))
+        candidates = (
+            (0.02, "not scaled at all: the residual projections (names ending in 'c_proj.weight') get "
+                   "0.02 / sqrt(2 * n_layer), re-drawn after self.apply(self._init_weights)."),
+            (0.02 / math.sqrt(n_layer), "scaled by 1/sqrt(n_layer): each block adds to the residual stream twice "
+                                        "(attention and MLP), so the scale is 1/sqrt(2 * n_layer)."),
+            (0.02 / (2 * n_layer), "scaled by 1/(2 * n_layer): the scale is the square root, 1/sqrt(2 * n_layer), "
+                                   "so that the variances of the 2 * n_layer additions sum to what one would give."),
+            (1 / math.sqrt(3 * fan_in), f"{default_linear}: your init never reached it."),
+        )
+        hint = next((why for value, why in candidates if abs(s - value) < 0.1 * value),
+                    "Expected 0.02 / sqrt(2 * n_layer) for the residual projections (names ending in "
+                    "'c_proj.weight').")
+        assert_weight_stats(gather(suffix), f"transformer.h.*.{suffix} (all {n_layer} blocks, n_layer={n_layer})",
+                            0.0, scaled, mean_tol=0.001, std_rel_tol=0.1, hint=hint)
+    for name, value in state.items():
+        is_norm = ".ln_1." in name or ".ln_2." in name or name.startswith("transformer.ln_f.")
+        if is_norm:
+            expected = torch.ones_like(value) if name.endswith("weight") else torch.zeros_like(value)
+            if not torch.equal(value, expected):
+                what = "gain" if name.endswith("weight") else "bias"
+                raise CheckFailure(
+                    f"{name} (a LayerNorm {what}) at initialization has mean {value.mean().item():.3g} and std "
+                    f"{value.std().item():.3g}; it must stay at {'ones' if what == 'gain' else 'zeros'}. Your init "
+                    "reached the LayerNorms: touch only nn.Linear and nn.Embedding modules (a loop over every "
+                    "parameter re-draws the gains too, and a gain near 0 switches its features off)."
+                )
+    for name, value in state.items():
+        is_norm = ".ln_1." in name or ".ln_2." in name or name.startswith("transformer.ln_f.")
+        if name.endswith(".bias") and not is_norm and value.abs().max() > 0:
+            drawn = abs(value.double().std().item() - 0.02) < 0.005
+            cause = ("They were drawn from normal(0, 0.02) like the weights" if drawn else
+                     "PyTorch's default nn.Linear bias is uniform and non-zero")
+            raise CheckFailure(
+                f"{name} at initialization is not zero (largest |value| {value.abs().max().item():.3g}). {cause}; "
+                "GPT-2 starts every Linear bias at 0 (nn.init.zeros_(module.bias) in _init_weights)."
+            )
+
+
+@check("the loss at initialization is ln(vocab_size) within 0.1", points=1)
+def init_loss(impl):
+    V = 256
+    model = new_gpt2(impl, block_size=32, vocab_size=V, n_layer=2, n_head=4, n_embd=64)
+    _, loss = forward(model, torch.randint(0, V, (8, 32)), torch.randint(0, V, (8, 32)), "model(idx, targets)")
+    expect_tensor(loss, "loss", (), torch.float32)
+    assert_init_loss(loss.item(), V, tolerance=0.1, hint=(
+        "With GPT-2's init the logits start tiny (std about 0.02 * sqrt(n_embd)), so every token is about equally "
+        "likely. A larger loss means large initial logits: with the tied head, embeddings left at nn.Embedding's "
+        "default normal(0, 1) make every logit huge. Initialize nn.Embedding weights with normal(0, 0.02)."))
+
+
+# --- the model as a whole ------------------------------------------------------------------------
+
+
+@check("GPT2 is causal: the logits at position t depend only on tokens 0..t", points=2)
+def causal(impl):
+    V, T = 13, 8
+    model = new_gpt2(impl, block_size=T, vocab_size=V, n_layer=2, n_head=3, n_embd=12)
+    # GPT-2's init makes logits small; differences still show far above the map's threshold.
+    deps = dependency_map(lambda idx: logits_of(model, idx), torch.randint(0, V, (2, T)), perturb_token(V))
+    assert_causal(deps, "GPT2(idx) logits", require_self=True,
+                  hint="GPT2 runs stage 07's forward and stage 06's attention: a leak comes from a mask that lets "
+                       "the future in, or a LayerNorm or sum over the time dimension.")
+
+
+@check("gradients reach every parameter, the tied one included", points=2)
+def gradients_reach(impl):
+    V = 11
+    model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=2, n_head=2, n_embd=8, dropout=0.1, train=True)
+    grads = impl.probe(parameter_gradients, model, torch.randint(0, V, (3, 6)), torch.randint(0, V, (3, 6)))
+    assert_gradients_reach(grads, "GPT2 (backward of the loss)")
+
+
+@check("dropout is active in train mode and off in eval mode", points=1)
+def dropout_train_eval(impl):
+    V = 11
+    model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8, dropout=0.5, train=True)
+    idx = torch.randint(0, V, (2, 6))
+    if torch.equal(logits_of(model, idx), logits_of(model, idx)):
+        raise CheckFailure("With dropout=0.5, two calls in train mode gave the same logits: GPT2Config.dropout must "
+                           "reach the model (pass the config on to stage 07's GPT).")
+    model.eval()
+    if not torch.equal(logits_of(model, idx), logits_of(model, idx)):
+        raise CheckFailure("With dropout=0.5, two calls in eval mode gave different logits: dropout is still on in "
+                           "eval mode.")
+
+
+# --- the optimizer -------------------------------------------------------------------------------
+
+
+def describe_optimizer(impl, model, **kwargs):
+    try:
+        optimizer = model.configure_optimizers(**kwargs)
+    except LearnerError as exc:
+        if "more than one parameter group" in str(exc.original):
+            raise CheckFailure(
+                f"{exc.describe()}\nA parameter is in both groups. Split the parameters so that each is in exactly "
+                "one group: p.dim() >= 2 in the group with weight decay, p.dim() < 2 in the other."
+            ) from None
+        raise
+    return impl.probe(optimizer_groups, model, optimizer)
+
+
+@check("configure_optimizers: AdamW, decay on matrices and embeddings only, every parameter in one group", points=3)
+def optimizer_groups_split(impl):
+    model = new_gpt2(impl, block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=8)
+    wd, lr, betas = 0.1, 3e-4, (0.9, 0.95)
+    info = describe_optimizer(impl, model, weight_decay=wd, learning_rate=lr, betas=betas, device_type="cpu")
+    if not info["is_adamw"]:
+        raise CheckFailure(f"configure_optimizers returned a {info['type']}; expected a torch.optim.AdamW.")
+    params = info["parameters"]
+    seen: dict[str, int] = {}
+    for g, group in enumerate(info["groups"]):
+        for name in group["names"]:
+            if name.startswith("<"):
+                raise CheckFailure(f"Group {g} of the optimizer holds {name[1:-1]}. Pass the model's own parameters.")
+            if name in seen:
+                where = (f"is in groups {seen[name]} and {g}" if seen[name] != g else
+                         f"appears twice in group {g} (a tied tensor collected under both of its names?)")
+                raise CheckFailure(
+                    f"{name} {where} of the optimizer: it would be updated twice per step. Each parameter goes in "
+                    "exactly one group, once: take them from self.parameters(), which yields a tied tensor once, and "
+                    "split by p.dim() >= 2 (decay) and p.dim() < 2 (no decay)."
+                )
+            seen[name] = g
+    missing = [n for n, p in params.items() if p["requires_grad"] and n not in seen]
+    if missing:
+        raise CheckFailure(
+            f"{len(missing)} trainable parameters are in no group of the optimizer, so they never train: "
+            f"{', '.join(missing[:4])}. Every parameter of self.parameters() goes into one of the two groups."
+        )
+    for group in info["groups"]:
+        if group["lr"] != lr or group["betas"] != betas:
+            raise CheckFailure(f"A group has lr={group['lr']} and betas={group['betas']}; configure_optimizers was "
+                               f"given learning_rate={lr} and betas={betas}. Pass lr=learning_rate, betas=betas.")
+    decay_of = {name: group["weight_decay"] for group in info["groups"] for name in group["names"]}
+    for name, p in params.items():
+        matrix = len(p["shape"]) >= 2
+        want = wd if matrix else 0.0
+        if decay_of[name] != want:
+            if matrix:
+                cause = ("Matrices (Linear weights) and embeddings are the parameters weight decay is for: put every "
+                         "parameter with p.dim() >= 2 in the group with weight_decay.")
+            elif ".ln_" in name or "ln_f" in name:
+                cause = ("A LayerNorm gain or bias is 1-D: decay would pull the gains towards 0 and switch features "
+                         "off. Decide by p.dim() < 2, not by the name ending in 'weight'.")
+            else:
+                cause = "Biases are 1-D and get no weight decay: put every parameter with p.dim() < 2 in the group " \
+                        "with weight_decay 0.0."
+            raise CheckFailure(
+                f"{name} (shape {p['shape']}) gets weight_decay {decay_of[name]}, expected {want}. {cause}"
+            )
+
+
+@check("configure_optimizers uses fused AdamW for device_type='cuda'", points=1)
+def optimizer_fused(impl):
+    import inspect
+
+    if "fused" not in inspect.signature(torch.optim.AdamW).parameters:
+        raise Skip("this torch's AdamW has no fused implementation")
+    model = new_gpt2(impl, block_size=8, vocab_size=20, n_layer=1, n_head=2, n_embd=8)
+    try:
+        info = describe_optimizer(impl, model, weight_decay=0.1, learning_rate=1e-3, device_type="cuda")
+    except LearnerError as exc:
+        if "fused" in str(exc.original) and not torch.cuda.is_available():
+            raise Skip("needs CUDA (this torch's fused AdamW does not take CPU tensors)") from None
+        raise
+    if not info["fused"]:
+        raise CheckFailure(
+            "configure_optimizers(..., device_type='cuda') returned an AdamW without fused=True. On a GPU the fused "
+            "AdamW updates every parameter in one kernel: pass fused=True when device_type == 'cuda' and "
+            "'fused' in inspect.signature(torch.optim.AdamW).parameters."
+        )
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+def greedy(model, idx, steps, block_size):
+    """The greedy continuation, one forward of the learner's model per token, context cropped."""
+    for _ in range(steps):
+        logits = logits_of(model, idx[:, -block_size:])
+        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+def first_difference(out, expected, start):
+    return int((out != expected).any(0).nonzero()[0]) - start
+
+
+@check("greedy decoding: temperature=0 takes the argmax, and top_k=1 gives the same tokens", points=2)
+def generate_greedy(impl):
+    V, bs, T, n = 12, 8, 3, 6
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
+    idx = torch.randint(0, V, (3, T))
+    expected = greedy(model, idx, n, bs)
+    for how, kwargs in (("temperature=0", dict(temperature=0)), ("top_k=1", dict(top_k=1))):
+        try:
+            out = model.generate(idx, n, **kwargs)
+        except LearnerError as exc:
+            hint = (" temperature=0 means greedy: take logits.argmax(-1) instead of dividing by 0 (which gives inf and "
+                    "NaN probabilities)." if "temperature" in how else "")
+            raise CheckFailure(f"generate(idx, {n}, {how}) failed: {exc.describe()}{hint}") from None
+        expect_tensor(out, f"generate(idx, {n}, {how})", (3, T + n), torch.int64)
+        if not torch.equal(out[:, :T], idx):
+            raise CheckFailure(f"generate(idx, {n}, {how}) changed the prompt: the first T columns must be idx.")
+        if not torch.equal(out, expected):
+            step = first_difference(out, expected, T)
+            hint = ("temperature=0 means greedy: append logits[:, -1, :].argmax(-1)." if "temperature" in how else
+                    "With top_k=1 only the largest logit survives, so sampling must pick it: set every logit below the "
+                    "k-th largest to -inf before the softmax.")
+            raise CheckFailure(
+                f"generate(idx, {n}, {how}) should pick the most likely token at every step, but new token {step} "
+                f"differs: got {out[:, T:].tolist()}, expected {expected[:, T:].tolist()}. {hint}"
+            )
+
+
+@check("generate crops the context to the last block_size tokens", points=1)
+def generate_crops_context(impl):
+    V, bs = 10, 4
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    idx = torch.randint(0, V, (2, 9))
+    try:
+        out = model.generate(idx, 5, temperature=0)
+    except LearnerError as exc:
+        raise CheckFailure(
+            f"generate with a 9-token prompt and block_size={bs} failed: {exc.describe()}\n"
+            "The model reads at most block_size tokens: crop the context to the last block_size tokens "
+            "(idx[:, -block_size:]) before each forward."
+        ) from None
+    expect_tensor(out, "generate(idx, 5, temperature=0)", (2, 14), torch.int64)
+    expected = greedy(model, idx, 5, bs)
+    if not torch.equal(out, expected):
+        raise CheckFailure(
+            f"generate(idx, 5, temperature=0) with a 9-token prompt and block_size={bs} gave {out[:, 9:].tolist()}; "
+            f"greedy on the last {bs} tokens gives {expected[:, 9:].tolist()}. Crop the context to the last "
+            "block_size tokens (idx[:, -block_size:]), the end of the sequence, not its start."
+        )
+
+
+@check("top_k sampling never picks a token outside the top k", points=2)
+def generate_top_k(impl):
+    V, bs, k, T, n = 16, 6, 3, 3, 8
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=1, n_head=2, n_embd=16)
+    # Larger embeddings (tied with the head) spread the logits, so the top 3 are a real restriction.
+    state = model.state_dict()
+    state["transformer.wte.weight"] = state["lm_head.weight"] = torch.randn(V, 16)
+    model.load_state_dict(state)
+    idx = torch.randint(0, V, (32, T))
+    out = model.generate(idx, n, temperature=3.0, top_k=k)
+    expect_tensor(out, f"generate(idx, {n}, temperature=3.0, top_k={k})", (32, T + n), torch.int64)
+    for t in range(T, T + n):
+        logits = logits_of(model, out[:, max(0, t - bs):t])[:, -1]
+        rank = (logits > logits.gather(1, out[:, t:t + 1])).sum(1)
+        if (rank >= k).any():
+            b = int((rank >= k).nonzero()[0])
+            raise CheckFailure(
+                f"With top_k={k}, row {b} sampled token {int(out[b, t])} at position {t}, which is only number "
+                f"{int(rank[b]) + 1} in order of likelihood there. Set every logit below the top_k-th largest to -inf "
+                "before the softmax (torch.topk(logits, k).values[:, [-1]] is the k-th largest per row)."
+            )
+
+
+@check("temperature divides the logits: samples follow softmax(logits / temperature)", points=2)
+def generate_temperature(impl):
+    V, C, rows = 6, 8, 3000
+    model = new_gpt2(impl, block_size=4, vocab_size=V, n_layer=1, n_head=2, n_embd=C)
+    state = model.state_dict()
+    state["transformer.wte.weight"] = state["lm_head.weight"] = 0.8 * torch.randn(V, C)
+    model.load_state_dict(state)
+    prompt = torch.randint(0, V, (1, 3))
+    last = logits_of(model, prompt)[0, -1].double()
+    for temperature in (0.5, 2.0):
+        out = model.generate(prompt.expand(rows, 3).contiguous(), 1, temperature=temperature)
+        expect_tensor(out, f"generate(idx, 1, temperature={temperature})", (rows, 4), torch.int64)
+        counts = torch.bincount(out[:, -1].clamp(0, V - 1), minlength=V).double()
+        seen = counts / rows
+
+        def chi2(p):
+            expected = p * rows
+            return (((counts - expected) ** 2) / expected.clamp_min(1e-9)).sum().item()
+
+        want = F.softmax(last / temperature, -1)
+        if chi2(want) < 40:  # df = 5; a correct sampler exceeds 40 with probability below 1e-6
+            continue
+        candidates = (
+            ("ignores temperature (samples from softmax(logits))", F.softmax(last, -1)),
+            ("multiplies the logits by temperature instead of dividing", F.softmax(last * temperature, -1)),
+            ("samples uniformly", torch.full((V,), 1.0 / V, dtype=torch.float64)),
+        )
+        cause = next((why for why, p in candidates if chi2(p) < 40), None)
+        hint = f"Your generate {cause}. " if cause else ""
+        raise CheckFailure(
+            f"With temperature={temperature}, {rows} samples of the next token came out with frequencies "
+            f"{[round(x, 3) for x in seen.tolist()]}; softmax(logits / {temperature}) gives "
+            f"{[round(x, 3) for x in want.tolist()]}. {hint}Divide the last position's logits by temperature, then "
+            "softmax and sample: below 1 sharpens the distribution, above 1 flattens it."
+        )
+
+
+@check("a seeded generator makes sampling reproducible (and is the one used)", points=1)
+def generate_uses_generator(impl):
+    V = 14
+    model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    state = model.state_dict()
+    state["transformer.wte.weight"] = state["lm_head.weight"] = 0.3 * torch.randn(V, 8)
+    model.load_state_dict(state)
+    idx = torch.randint(0, V, (4, 2))
+    a = impl.probe(generate_seeded, model, idx, 8, seed=7, global_seed=1)
+    b = impl.probe(generate_seeded, model, idx, 8, seed=7, global_seed=2)
+    expect_tensor(a, "generate(idx, 8, generator=g)", (4, 10), torch.int64)
+    if not torch.equal(a, b):
+        raise CheckFailure(
+            "generate(idx, 8, generator=torch.Generator().manual_seed(7)) gave different tokens when torch's global "
+            f"seed changed ({a[:, 2:].tolist()} vs {b[:, 2:].tolist()}): it samples from the global random generator "
+            "and ignores the one it is given. Pass it on: torch.multinomial(probs, 1, generator=generator)."
+        )
+    c = impl.probe(generate_seeded, model, idx, 8, seed=8, global_seed=1)
+    if torch.equal(a, c):
+        raise CheckFailure("generate gave the same 32 sampled tokens with generators seeded 7 and 8: it does not "
+                           "sample from the generator it is given (torch.multinomial(probs, 1, generator=generator)).")
+
+
+# --- loading HuggingFace weights -----------------------------------------------------------------
+
+
+def hf_twin(config, seed):
+    """A random-weight transformers GPT2LMHeadModel of the given sizes (nothing is downloaded).
+
+    Every weight is random, LayerNorm gains around 1 and biases included, so that a weight
+    loaded into the wrong place changes the logits. activation_function='gelu' is the exact
+    GELU of stage 07's MLP (GPT-2's original tanh approximation differs by < 1e-3).
+    """
+    try:
+        from transformers import GPT2Config as HFConfig
+        from transformers import GPT2LMHeadModel
+    except ImportError:
+        raise Skip("needs the transformers package, the oracle for this check (python course.py setup installs it)")
+
+    hf_config = HFConfig(
+        vocab_size=config["vocab_size"], n_positions=config["block_size"], n_embd=config["n_embd"],
+        n_layer=config["n_layer"], n_head=config["n_head"], activation_function="gelu",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
+    )
+    torch.manual_seed(seed)
+    hf = GPT2LMHeadModel(hf_config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            base = 1.0 if (".ln_" in name or "ln_f" in name) and name.endswith("weight") else 0.0
+            p.copy_(base + 0.2 * torch.randn(p.shape, generator=gen))
+    return hf
+
+
+def expected_after_loading(name, hf_state):
+    value = hf_state[name]
+    return value.t() if name.endswith(CONV1D_WEIGHTS) else value
+
+
+HF_SIZES = dict(block_size=16, vocab_size=37, n_layer=2, n_head=3, n_embd=12)
+
+
+@check("load_hf_state_dict loads a HuggingFace GPT-2 (Conv1D weights transposed) and matches its logits", points=4)
+def load_hf_matches_logits(impl):
+    hf = hf_twin(HF_SIZES, seed=3)
+    hf_state = {k: v.clone() for k, v in hf.state_dict().items()}
+    model = new_gpt2(impl, **HF_SIZES)
+    idx = torch.randint(0, HF_SIZES["vocab_size"], (2, HF_SIZES["block_size"]))
+    # Tied before loading? (weight_tying judges the tying itself; here only loading may not undo it.)
+    tied_before = impl.probe(tied_parameters, model, "transformer.wte.weight", "lm_head.weight", idx[:, :4],
+                             idx[:, 1:5])["same_object"]
+    try:
+        model.load_hf_state_dict(hf_state)
+    except LearnerError as exc:
+        hint, text = "", str(exc.original).lower()
+        if isinstance(exc.original, KeyError):
+            hint = ("\nA name on one side is missing on the other. HuggingFace's state dict holds GPT-2's weights "
+                    "under the same names as yours, plus lm_head.weight; your attention's causal-mask buffer is not "
+                    "in it: take the names from the state dict you are given (or from self.named_parameters()), "
+                    "not from your own state_dict with its buffers.")
+        elif isinstance(exc.original, (RuntimeError, ValueError)) and ("size" in text or "shape" in text):
+            hint = ("\nHuggingFace's GPT-2 keeps c_attn, c_proj and c_fc in Conv1D modules, whose weight is "
+                    "(in_features, out_features): the transpose of nn.Linear's. Transpose those four weights "
+                    "(value.t()) before copying.")
+        raise CheckFailure(f"load_hf_state_dict(hf_model.state_dict()) failed: {exc.describe()}{hint}") from None
+    state = model.state_dict()
+    for name in hf_state:
+        if name not in state:
+            continue
+        expected = expected_after_loading(name, hf_state)
+        got = state[name]
+        if got.shape == expected.shape and torch.allclose(got, expected):
+            continue
+        if name.endswith(CONV1D_WEIGHTS) and got.shape == hf_state[name].shape and torch.allclose(got, hf_state[name]):
+            raise CheckFailure(
+                f"After loading, {name} holds HuggingFace's tensor as it is, not transposed. It is square "
+                f"{tuple(got.shape)}, so its shape cannot tell you to transpose it; transpose all four Conv1D "
+                f"weights by name ({', '.join(CONV1D_WEIGHTS)}), whatever their shape."
+            )
+        assert_close(got, expected, f"{name} after load_hf_state_dict", rtol=0, atol=0,
+                     hint="Copy every tensor of the state dict into the parameter of the same name.")
+    with torch.no_grad():
+        expected_logits = hf(idx).logits
+    assert_close(logits_of(model, idx), expected_logits, "logits after loading, vs HuggingFace's", rtol=1e-4,
+                 atol=1e-4, hint="The weights arrived where they belong, so the difference is in the computation: "
+                                 "compare your block with HuggingFace's GPT2Block.")
+    info = impl.probe(tied_parameters, model, "transformer.wte.weight", "lm_head.weight", idx[:, :4], idx[:, 1:5])
+    if tied_before and not info["same_object"]:
+        raise CheckFailure(
+            "After load_hf_state_dict, transformer.wte.weight and lm_head.weight are no longer one tensor: loading "
+            "replaced a parameter instead of copying into it. Copy in place: own[key].copy_(value) under "
+            "torch.no_grad(), with own = self.state_dict()."
+        )
+
+
+@check("load_hf_state_dict skips HuggingFace's mask buffers and rejects a state dict that does not fit", points=1)
+def load_hf_buffers_and_errors(impl):
+    hf = hf_twin(HF_SIZES, seed=4)
+    hf_state = {k: v.clone() for k, v in hf.state_dict().items()}
+    bs = HF_SIZES["block_size"]
+    legacy = dict(hf_state)  # older transformers versions saved a mask buffer in every attention layer
+    for i in range(HF_SIZES["n_layer"]):
+        legacy[f"transformer.h.{i}.attn.bias"] = torch.tril(torch.ones(bs, bs, dtype=torch.bool)).view(1, 1, bs, bs)
+        legacy[f"transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    model = new_gpt2(impl, **HF_SIZES)
+    try:
+        model.load_hf_state_dict(legacy)
+    except LearnerError as exc:
+        raise CheckFailure(
+            f"load_hf_state_dict failed on a state dict that holds HuggingFace's mask buffers "
+            f"('transformer.h.0.attn.bias', 'transformer.h.0.attn.masked_bias'): {exc.describe()}\n"
+            "They are not weights: skip keys ending in '.attn.bias' or '.attn.masked_bias'."
+        ) from None
+    got = model.state_dict()["transformer.h.0.attn.c_attn.weight"]
+    assert_close(got, hf_state["transformer.h.0.attn.c_attn.weight"].t(), "transformer.h.0.attn.c_attn.weight",
+                 rtol=0, atol=0, hint="Skipping the mask buffers must not skip the weights.")
+    incomplete = {k: v for k, v in hf_state.items() if k != "transformer.h.1.mlp.c_fc.weight"}
+    try:
+        new_gpt2(impl, **HF_SIZES).load_hf_state_dict(incomplete)
+    except LearnerError as exc:
+        if isinstance(exc.original, KeyError):
+            return
+        raise CheckFailure(f"With 'transformer.h.1.mlp.c_fc.weight' missing from the state dict, load_hf_state_dict "
+                           f"raised {type(exc.original).__name__}; expected a KeyError naming the key.") from None
+    raise CheckFailure(
+        "load_hf_state_dict accepted a state dict without 'transformer.h.1.mlp.c_fc.weight' and left that weight "
+        "random. Check that every parameter of the model is in the state dict, and raise a KeyError naming what is "
+        "missing."
+    )

@@ -1,0 +1,661 @@
+"""Stage 09, public checks: the fast training loop.
+
+Oracles: the attention is compared with stage 06's masked attention computed here from the
+learner's own weights; the padded model with an unpadded stage 08 GPT2 holding the same
+weights; the training step runs on grader models (grader.probes.TinyLM, TinyDDP) with a
+recording optimizer, and its gradients are compared with one big batch computed here.
+The GPU checks time the learner's code in bf16 and skip without CUDA.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from grader import check
+from grader.checks import (
+    CheckFailure,
+    Skip,
+    assert_causal,
+    assert_close,
+    assert_speed_ratio,
+    assert_weight_stats,
+    dependency_map,
+    expect_tensor,
+    measure_ratio,
+    perturb_vector,
+)
+from grader.handle import LearnerError
+from grader.probes import (
+    TinyDDP,
+    TinyLM,
+    attention_calls,
+    attention_speedup,
+    compiled_loss,
+    make_gpu_trainer,
+    run_train_step,
+    set_parameter,
+    tf32_after,
+    tf32_speedup,
+    with_environment,
+)
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def masked_attention(x, state, n_head, causal=True, transpose=True):
+    """Stage 06's attention from the weights in `state`: scores, -inf mask, softmax, @ v, c_proj."""
+    B, T, C = x.shape
+    hs = C // n_head
+    q, k, v = F.linear(x, state["c_attn.weight"], state.get("c_attn.bias")).split(C, dim=2)
+
+    def heads(t):
+        return t.reshape(B, T, n_head, hs).transpose(1, 2) if transpose else t.reshape(B, n_head, T, hs)
+
+    q, k, v = heads(q), heads(k), heads(v)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+    if causal:
+        att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+    y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+    return F.linear(y, state["c_proj.weight"], state.get("c_proj.bias"))
+
+
+def likely_bug(got, expected, bugs, default):
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or torch.allclose(got, expected, RTOL, ATOL):
+        return default
+    for hint, value in bugs:
+        if value.shape == got.shape and torch.allclose(got, value, rtol=RTOL, atol=ATOL):
+            return hint
+    return default
+
+
+def new_attention(impl, n_embd, n_head, block_size, dropout=0.0, bias=True, train=False):
+    attn = impl.module("train").CausalSelfAttention(n_embd, n_head, block_size, dropout=dropout, bias=bias)
+    attn.train() if train else attn.eval()
+    return attn
+
+
+def gpt2_config(impl, **sizes):
+    return impl.module("train").GPT2Config(**sizes)
+
+
+def fast_gpt2(impl, **sizes):
+    model = impl.module("train").FastGPT2(gpt2_config(impl, **sizes))
+    model.eval()
+    return model
+
+
+def random_batches(k, batch, T, vocab_size, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randint(0, vocab_size, (batch, T), generator=gen), torch.randint(0, vocab_size, (batch, T), generator=gen))
+        for _ in range(k)
+    ]
+
+
+def big_batch_gradients(batches, seed=0, vocab_size=11):
+    """The gradients of TinyLM(seed) on all micro-batches at once, as one batch: what accumulation must give."""
+    model = TinyLM(vocab_size=vocab_size, seed=seed)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    _, loss = model(x, y)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def train_steps(impl, model, steps, **kwargs):
+    """run_train_step on the learner's train_step; checks the (loss, norm) floats it returns."""
+    result = impl.probe(run_train_step, impl.module("train").train_step, model, steps, **kwargs)
+    for i, returned in enumerate(result["returned"]):
+        if type(returned) is not tuple or len(returned) != 2 or not all(type(v) is float for v in returned):
+            shown = returned if not isinstance(returned, tuple) else tuple(type(v).__name__ for v in returned)
+            raise CheckFailure(
+                f"train_step should return (loss, norm), a tuple of two Python floats, but call {i + 1} returned "
+                f"{shown!r}. Use .item() on the 0-dim tensors."
+            )
+    if len(result["steps"]) != len(steps):
+        raise CheckFailure(
+            f"train_step was called {len(steps)} time(s) and called optimizer.step() {len(result['steps'])} time(s); "
+            "each call is one optimizer step, after all its micro-batches."
+        )
+    return result
+
+
+def total_norm(grads):
+    return torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values() if g is not None)).item()
+
+
+def compare_grads(got, expected, what, hint):
+    for name, value in expected.items():
+        g = got.get(name)
+        if g is None:
+            raise CheckFailure(f"{what}: parameter {name} had no gradient when optimizer.step() ran. {hint}")
+        assert_close(g, value, f"{what}: the gradient of {name}", rtol=1e-4, atol=1e-6, hint=hint)
+
+
+# --- TF32 ----------------------------------------------------------------------------------------
+
+
+@check("configure_tf32 lets float32 matmuls use TF32", points=1)
+def tf32_enabled(impl):
+    result = impl.probe(tf32_after, impl.module("train").configure_tf32)
+    if result["cuda_matmul"] != "tf32":
+        raise CheckFailure(
+            f"After configure_tf32(), torch.backends.cuda.matmul.fp32_precision is {result['cuda_matmul']!r}, "
+            "expected 'tf32': float32 matmuls still run in full precision. Call "
+            "torch.set_float32_matmul_precision('high') ('highest' is the default, full float32)."
+        )
+
+
+# --- flash attention -----------------------------------------------------------------------------
+
+
+@check("CausalSelfAttention equals stage 06's masked attention, with the same weights", points=3)
+@settings(max_examples=10)
+@given(n_head=st.sampled_from([1, 2, 3, 5]), hs=st.integers(1, 4), block_size=st.integers(1, 12),
+       batch=st.integers(1, 3), bias=st.booleans(), seed=st.integers(0, 1000), data=st.data())
+@example(n_head=3, hs=2, block_size=16, batch=1, bias=True, seed=0, data=None)
+def sdpa_matches_masked_attention(impl, n_head, hs, block_size, batch, bias, seed, data):
+    C = n_head * hs
+    T = block_size if data is None else data.draw(st.sampled_from([1, block_size, max(1, block_size // 2)]))
+    attn = new_attention(impl, C, n_head, block_size, bias=bias)
+    state = attn.state_dict()
+    expected_keys = {"c_attn.weight": (3 * C, C), "c_proj.weight": (C, C)}
+    if bias:
+        expected_keys.update({"c_attn.bias": (3 * C,), "c_proj.bias": (C,)})
+    got_keys = {k: tuple(v.shape) for k, v in state.items() if k in expected_keys or k.startswith(("c_attn", "c_proj"))}
+    if got_keys != expected_keys:
+        raise CheckFailure(
+            f"CausalSelfAttention({C}, {n_head}, {block_size}, bias={bias}) has weights {got_keys}; expected "
+            f"{expected_keys}: stage 06's c_attn and c_proj, so FastGPT2 can copy stage 08's weights into it."
+        )
+    x = torch.randn(batch, T, C, generator=torch.Generator().manual_seed(seed))
+    got = attn(x)
+    expect_tensor(got, "CausalSelfAttention(x)", (batch, T, C), torch.float32)
+    expected = masked_attention(x, state, n_head)
+    bugs = (
+        ("Your attention is not causal: every position sees the whole sequence. Pass is_causal=True to "
+         "F.scaled_dot_product_attention.", masked_attention(x, state, n_head, causal=False)),
+        ("Your heads are split with a bare view(B, nh, T, hs), which mixes positions and heads: use "
+         ".view(B, T, nh, hs).transpose(1, 2), as in stage 06.", masked_attention(x, state, n_head, transpose=False)),
+    )
+    hint = likely_bug(got, expected, bugs, "Expected stage 06's result: softmax(q k^T / sqrt(hs)) with the future "
+                      "masked, @ v, heads merged, then c_proj.")
+    assert_close(got, expected, f"CausalSelfAttention(x) with n_head={n_head}, T={T}", rtol=RTOL, atol=ATOL, hint=hint)
+
+
+@check("CausalSelfAttention is causal: no position sees a later one", points=2)
+def sdpa_is_causal(impl):
+    attn = new_attention(impl, 12, 3, 8)
+    x = torch.randn(2, 8, 12)
+    deps = dependency_map(lambda inp: attn(inp), x, perturb_vector)
+    assert_causal(deps, "CausalSelfAttention", require_self=True,
+                  hint="F.scaled_dot_product_attention masks the future only with is_causal=True.")
+
+
+@check("CausalSelfAttention calls scaled_dot_product_attention once, is_causal=True, no (T, T) softmax", points=2)
+def sdpa_called_with_is_causal(impl):
+    x = torch.randn(2, 6, 8)
+    for train, dropout in ((False, 0.1), (True, 0.25)):
+        attn = new_attention(impl, 8, 2, 6, dropout=dropout, train=train)
+        mode = "train" if train else "eval"
+        calls = impl.probe(attention_calls, attn, x)
+        if len(calls["sdpa"]) != 1:
+            raise CheckFailure(
+                f"In {mode} mode, CausalSelfAttention.forward called F.scaled_dot_product_attention "
+                f"{len(calls['sdpa'])} times; expected once, for all heads at once on (B, nh, T, hs) tensors. It is "
+                "the fused (flash) attention kernel that makes this stage fast."
+            )
+        if calls["softmax"]:
+            raise CheckFailure(
+                "CausalSelfAttention.forward still computes a softmax of its own: the (T, T) attention matrix is "
+                "made by hand. Let F.scaled_dot_product_attention do scores, mask, softmax and @ v in one kernel."
+            )
+        call = calls["sdpa"][0]
+        if call.get("is_causal") is not True or call.get("attn_mask") is not None:
+            mask = "" if call.get("attn_mask") is None else " with an explicit attn_mask"
+            raise CheckFailure(
+                f"F.scaled_dot_product_attention was called with is_causal={call.get('is_causal')!r}{mask}. Pass "
+                "is_causal=True and no attn_mask: the kernel then builds the causal mask itself and skips the "
+                "future's tiles (a mask tensor forces a slower kernel)."
+            )
+        if call.get("scale") not in (None,) and not math.isclose(call["scale"], 1 / math.sqrt(4), rel_tol=1e-6):
+            raise CheckFailure(
+                f"F.scaled_dot_product_attention was called with scale={call['scale']}; leave it out: the default is "
+                "1/sqrt(head size), the right one."
+            )
+        shape = call.get("query", {}).get("shape") if isinstance(call.get("query"), dict) else None
+        if shape != (2, 2, 6, 4):
+            raise CheckFailure(
+                f"The query passed to F.scaled_dot_product_attention has shape {shape}, expected (B, nh, T, hs) = "
+                "(2, 2, 6, 4): split the heads with view(B, T, nh, hs).transpose(1, 2) first."
+            )
+        expected_p = dropout if train else 0.0
+        got_p = call.get("dropout_p", 0.0)
+        if not isinstance(got_p, float | int) or not math.isclose(float(got_p), expected_p):
+            raise CheckFailure(
+                f"In {mode} mode with dropout={dropout}, dropout_p was {got_p!r}; expected {expected_p}. The kernel "
+                "does not know the module's mode: pass dropout_p=self.dropout if self.training else 0.0."
+            )
+
+
+# --- the padded vocabulary -----------------------------------------------------------------------
+
+
+@check("padded_vocab_size rounds up to a multiple of 64 (50257 -> 50304)", points=1)
+def padded_vocab_size_values(impl):
+    pad = impl.module("train").padded_vocab_size
+    cases = [((50257,), 50304), ((65,), 128), ((64,), 64), ((1,), 64), ((128,), 128), ((129,), 192),
+             ((50257, 128), 50304), ((100, 7), 105), ((50304,), 50304)]
+    for args, expected in cases:
+        got = pad(*args)
+        if type(got) is not int or got != expected:
+            call = f"padded_vocab_size({', '.join(map(str, args))})"
+            hint = ""
+            if type(got) is int and got == expected + (args[1] if len(args) > 1 else 64):
+                hint = " A size that is already a multiple must stay as it is: round up, do not always add."
+            raise CheckFailure(f"{call} returned {got!r}, expected {expected}: the smallest multiple that is at "
+                               f"least the vocabulary size.{hint}")
+
+
+@check("FastGPT2 has padded, tied embedding and output tables, and flash attention in every block", points=2)
+def fast_gpt2_structure(impl):
+    V, C, L = 65, 16, 2
+    model = fast_gpt2(impl, block_size=8, vocab_size=V, n_layer=L, n_head=2, n_embd=C)
+    state = model.state_dict()
+    for key in ("transformer.wte.weight", "lm_head.weight"):
+        if key not in state:
+            raise CheckFailure(f"FastGPT2 has no {key}: build it on stage 08's GPT2 (super().__init__(...)).")
+        if tuple(state[key].shape) != (128, C):
+            raise CheckFailure(
+                f"With vocab_size={V}, FastGPT2's {key} has shape {tuple(state[key].shape)}, expected (128, {C}): "
+                "the table is padded to padded_vocab_size(65) = 128 rows, so the big matmul of lm_head has a nice "
+                "size. Build the GPT2 with a copy of the config whose vocab_size is padded."
+            )
+    if model.vocab_size != V:
+        raise CheckFailure(f"FastGPT2.vocab_size is {model.vocab_size!r}; it should keep the real size, {V}.")
+    if model.config.vocab_size != 128:
+        raise CheckFailure(f"FastGPT2.config.vocab_size is {model.config.vocab_size!r}; expected the padded size, 128.")
+    calls = impl.probe(attention_calls, model, torch.randint(0, V, (1, 5)))
+    if len(calls["sdpa"]) != L or calls["softmax"]:
+        raise CheckFailure(
+            f"A forward of a {L}-layer FastGPT2 called F.scaled_dot_product_attention {len(calls['sdpa'])} times "
+            f"and a softmax {calls['softmax']} times; expected {L} and 0. Replace each block's attention "
+            "(block.attn) by this stage's CausalSelfAttention."
+        )
+
+
+@check("FastGPT2 keeps stage 08's init in its new attention layers", points=1)
+def fast_gpt2_keeps_init(impl):
+    L, C = 8, 64
+    model = fast_gpt2(impl, block_size=8, vocab_size=50, n_layer=L, n_head=4, n_embd=C)
+    state = model.state_dict()
+    std = 0.02 / math.sqrt(2 * L)
+    for name, expected in (("transformer.h.0.attn.c_proj.weight", std), ("transformer.h.0.attn.c_attn.weight", 0.02)):
+        weight = torch.cat([state[name.replace(".0.", f".{i}.")].flatten() for i in range(L)])
+        assert_weight_stats(
+            weight, f"the {name.split('.', 3)[-1]} weights of all blocks", 0.0, expected, 2e-3, 0.1,
+            hint="A freshly made CausalSelfAttention has PyTorch's default init, not GPT-2's: copy the old "
+                 "attention's weights into the new one (new.load_state_dict(block.attn.state_dict(), strict=False)).",
+        )
+
+
+@check("FastGPT2's loss over the real tokens equals an unpadded GPT2's with the same weights", points=3)
+@settings(max_examples=5)
+@given(V=st.integers(2, 70), batch=st.integers(1, 3), T=st.integers(1, 8), seed=st.integers(0, 1000))
+@example(V=65, batch=2, T=8, seed=0)
+def fast_gpt2_loss_unchanged(impl, V, batch, T, seed):
+    sizes = dict(block_size=8, vocab_size=V, n_layer=2, n_head=2, n_embd=8)
+    model = fast_gpt2(impl, **sizes)
+    padded = -(-V // 64) * 64
+    gen = torch.Generator().manual_seed(seed)
+    idx, targets = torch.randint(0, V, (batch, T), generator=gen), torch.randint(0, V, (batch, T), generator=gen)
+    out = model(idx, targets)
+    if type(out) is not tuple or len(out) != 2:
+        raise CheckFailure(f"FastGPT2(idx, targets) should return (logits, loss), got a {type(out).__name__}.")
+    logits, loss = out
+    expect_tensor(logits, "FastGPT2's logits", (batch, T, V), torch.float32,
+                  hint=f"Return the logits of the {V} real tokens only: slice off the padded columns, "
+                       f"logits[..., :vocab_size] (the model computes {padded}).")
+    expect_tensor(loss, "FastGPT2's loss", (), torch.float32)
+    # The same weights in a plain GPT2 of the real vocabulary size: the first V rows of the tables.
+    plain = impl.module("train").GPT2(gpt2_config(impl, **sizes))
+    plain.eval()
+    state = model.state_dict()
+    own = plain.state_dict()
+    plain.load_state_dict({k: (v[:V] if k in ("transformer.wte.weight", "lm_head.weight") else v)
+                           for k, v in state.items() if k in own}, strict=False)
+    plain_logits, plain_loss = plain(idx, targets)
+    assert_close(logits, plain_logits, "FastGPT2's logits", rtol=RTOL, atol=ATOL,
+                 hint="Same weights, same tokens: the padded model must give the real tokens the same logits.")
+    hint = "The loss must be the cross-entropy of the returned (real-vocabulary) logits."
+    if not torch.isclose(loss, plain_loss, rtol=1e-4, atol=1e-5):
+        hint = (f"Your logits of the real tokens are right, but your loss ({loss.item():.5f}) differs from the "
+                f"unpadded model's ({plain_loss.item():.5f}): it includes the padded logits. They are not -inf, so "
+                "the softmax gives the padded ids some probability and every real token less. Slice the logits to "
+                "[..., :vocab_size] before the loss.")
+    assert_close(loss, plain_loss, "FastGPT2's loss", rtol=1e-4, atol=1e-5, hint=hint)
+    assert_close(loss, F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)), "FastGPT2's loss",
+                 rtol=1e-4, atol=1e-5, hint="The loss is the mean cross-entropy of the returned logits over all B*T positions.")
+
+
+@check("FastGPT2 never samples a padded token id", points=1)
+def fast_gpt2_never_samples_padding(impl):
+    V = 20
+    model = fast_gpt2(impl, block_size=8, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    wte = model.state_dict()["transformer.wte.weight"]
+    # Make the padded rows win every softmax they take part in (lm_head is tied to wte).
+    rigged = wte.clone()
+    rigged[V:] = 5.0
+    impl.probe(set_parameter, model, "transformer.wte.weight", rigged)
+    out = model.generate(torch.zeros(3, 1, dtype=torch.long), 12, temperature=1.0)
+    expect_tensor(out, "generate(idx, 12)", (3, 13), torch.int64)
+    if out.max() >= V:
+        raise CheckFailure(
+            f"FastGPT2.generate produced token id {int(out.max())}, but the vocabulary has only {V} real tokens "
+            f"(ids {V}.. are padding). Forward must return the logits of the real tokens only."
+        )
+
+
+@check("FastGPT2 compiles into one graph (torch.compile, fullgraph=True)", points=2)
+def fast_gpt2_compiles(impl):
+    model = fast_gpt2(impl, block_size=8, vocab_size=30, n_layer=1, n_head=2, n_embd=8)
+    idx, targets = torch.randint(0, 30, (2, 8)), torch.randint(0, 30, (2, 8))
+    result = impl.probe(compiled_loss, model, idx, targets)
+    if not result["ok"]:
+        raise CheckFailure(
+            "torch.compile(model, fullgraph=True) could not trace FastGPT2's forward in one graph: "
+            f"{result['error']}\nA graph break comes from Python that needs a tensor's value: .item(), .tolist(), "
+            "if on a tensor, print of a tensor, an assert on token ids. Each break splits the compiled model and "
+            "costs speed; keep forward to tensor operations."
+        )
+    assert_close(result["loss"], result["eager_loss"], "the compiled model's loss", rtol=1e-5, atol=1e-6)
+
+
+@check("make_optimizer asks for fused AdamW on CUDA, with betas (0.9, 0.95)", points=1)
+def make_optimizer_fused(impl):
+    train = impl.module("train")
+    model = fast_gpt2(impl, block_size=4, vocab_size=10, n_layer=1, n_head=1, n_embd=4)
+    for device_type, fused in (("cuda", True), ("cpu", False)):
+        try:
+            optimizer = train.make_optimizer(model, 0.1, 3e-4, device_type)
+        except LearnerError as exc:
+            raise CheckFailure(f"make_optimizer(model, 0.1, 3e-4, {device_type!r}) failed: {exc.describe()}") from None
+        defaults = optimizer.defaults
+        if bool(defaults.get("fused")) != fused:
+            raise CheckFailure(
+                f"make_optimizer(..., device_type={device_type!r}) made an AdamW with fused={defaults.get('fused')!r}; "
+                f"expected {'True: pass device_type on to configure_optimizers, which asks for the fused kernel on CUDA' if fused else 'fused only on CUDA'}."
+            )
+        if tuple(defaults.get("betas", ())) != (0.9, 0.95) or not math.isclose(defaults.get("lr", 0), 3e-4):
+            raise CheckFailure(f"make_optimizer made an AdamW with lr={defaults.get('lr')} and betas="
+                               f"{defaults.get('betas')}; expected lr=3e-4 and GPT-3's betas (0.9, 0.95).")
+        decays = sorted(g["weight_decay"] for g in optimizer.param_groups)
+        if decays != [0.0, 0.1]:
+            raise CheckFailure(f"make_optimizer's groups have weight decays {decays}; expected stage 08's two groups, "
+                               "[0.0, 0.1].")
+
+
+# --- the learning-rate schedule ------------------------------------------------------------------
+
+
+@check("get_lr warms up linearly: max_lr / warmup at step 0, max_lr at step warmup - 1", points=2)
+@settings(max_examples=10)
+@given(warmup=st.integers(1, 50), extra=st.integers(1, 100))
+@example(warmup=10, extra=90)
+def lr_warmup(impl, warmup, extra):
+    get_lr = impl.module("train").get_lr
+    max_lr, min_lr = 6e-4, 6e-5
+    for step in sorted({0, warmup // 2, warmup - 1}):
+        got = get_lr(step, warmup, warmup + extra, max_lr, min_lr)
+        expected = max_lr * (step + 1) / warmup
+        if not isinstance(got, float | int) or not math.isclose(got, expected, rel_tol=1e-9):
+            hint = "During warmup, lr = max_lr * (step + 1) / warmup_steps."
+            if isinstance(got, float | int) and math.isclose(got, max_lr * step / warmup, rel_tol=1e-9, abs_tol=1e-15):
+                hint = ("Your warmup is off by one: it uses step / warmup_steps, so step 0 gets lr 0 and is wasted, "
+                        "and max_lr is reached one step late. Use (step + 1) / warmup_steps.")
+            raise CheckFailure(f"get_lr({step}, warmup_steps={warmup}, max_steps={warmup + extra}, max_lr={max_lr}, "
+                               f"min_lr={min_lr}) returned {got!r}, expected {expected:.6g}. {hint}")
+
+
+@check("get_lr decays by a cosine from max_lr to min_lr at max_steps, then stays at min_lr", points=2)
+@settings(max_examples=10)
+@given(warmup=st.integers(0, 30), decay=st.integers(2, 200))
+@example(warmup=10, decay=90)
+def lr_cosine(impl, warmup, decay):
+    get_lr = impl.module("train").get_lr
+    max_lr, min_lr, max_steps = 6e-4, 6e-5, warmup + decay
+    middle = warmup + decay / 2
+    points = [(warmup, max_lr, "at the end of warmup"), (max_steps, min_lr, "at max_steps"),
+              (max_steps + 1, min_lr, "after max_steps"), (max_steps + 1000, min_lr, "long after max_steps")]
+    if decay % 2 == 0:
+        points.append((int(middle), (max_lr + min_lr) / 2, "halfway through the decay"))
+
+    def cosine(step, over, floor):
+        r = min(1.0, (step - warmup) / over)
+        return floor + 0.5 * (1 + math.cos(math.pi * r)) * (max_lr - floor)
+
+    for step, expected, where in points:
+        got = get_lr(step, warmup, max_steps, max_lr, min_lr)
+        if not isinstance(got, float | int) or not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-12):
+            hint = ("lr = min_lr + 0.5 * (1 + cos(pi * r)) * (max_lr - min_lr), with r = (step - warmup_steps) / "
+                    "(max_steps - warmup_steps) going from 0 to 1; after max_steps, min_lr.")
+            if isinstance(got, float | int) and step <= max_steps:
+                if math.isclose(got, cosine(step, decay, 0.0), rel_tol=1e-6, abs_tol=1e-12):
+                    hint = ("Your cosine decays to 0, not to min_lr: lr = min_lr + coeff * (max_lr - min_lr). " + hint)
+                elif warmup and math.isclose(got, cosine(step, max_steps, min_lr), rel_tol=1e-6, abs_tol=1e-12):
+                    hint = ("Your decay ratio divides by max_steps instead of (max_steps - warmup_steps), so the "
+                            "cosine has not finished at max_steps. " + hint)
+            raise CheckFailure(f"get_lr({step}, warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr}, "
+                               f"min_lr={min_lr}) {where} returned {got!r}, expected {expected:.6g}. {hint}")
+    previous = max_lr
+    for step in range(warmup, max_steps + 2):
+        got = get_lr(step, warmup, max_steps, max_lr, min_lr)
+        if got > previous + 1e-15 or got < min_lr - 1e-15:
+            raise CheckFailure(f"get_lr rises or drops below min_lr during the decay: step {step} gives {got!r} after "
+                               f"{previous!r} (min_lr {min_lr}).")
+        previous = got
+
+
+# --- the training step ---------------------------------------------------------------------------
+
+
+@check("gradient accumulation: k micro-batches give the gradients of one batch k times larger", points=3)
+@settings(max_examples=6)
+@given(k=st.integers(1, 4), batch=st.integers(1, 3), T=st.integers(1, 5), seed=st.integers(0, 1000))
+@example(k=4, batch=2, T=3, seed=0)
+def accumulation_equals_big_batch(impl, k, batch, T, seed):
+    batches = random_batches(k, batch, T, 11, seed)
+    result = train_steps(impl, TinyLM(seed=seed), [batches], max_norm=1e9, amp_dtype=None)
+    big_loss, expected = big_batch_gradients(batches, seed=seed)
+    got = result["steps"][0]["grads"]
+    first = next(iter(expected))
+    ratio = (got[first].double().norm() / expected[first].double().norm()).item() if got.get(first) is not None else 0
+    hint = "Divide each micro-batch's loss by k = len(batches) before backward; zero the gradients only once per step."
+    if k > 1 and math.isclose(ratio, k, rel_tol=1e-3):
+        hint = (f"Your gradients are {k} times too large: each micro-batch's loss is a mean over its own tokens, and "
+                "backward adds up the k gradients. Divide each loss by k (loss = loss / len(batches)) before backward.")
+    elif k > 1:
+        _, last_only = big_batch_gradients(batches[-1:], seed=seed)
+        if all(torch.allclose(got[n] * k, last_only[n], rtol=1e-4, atol=1e-6) for n in last_only if got.get(n) is not None):
+            hint = ("Only the last micro-batch's gradients reached the optimizer: zero_grad is called inside the "
+                    "accumulation loop, wiping the earlier ones. Zero the gradients once per step, after "
+                    "optimizer.step() (or before the loop).")
+    compare_grads(got, expected, f"train_step with k={k} micro-batches", hint)
+    loss, _ = result["returned"][0]
+    if not math.isclose(loss, big_loss, rel_tol=1e-4, abs_tol=1e-6):
+        raise CheckFailure(f"train_step returned loss {loss:.6g}; the mean loss over the {k} micro-batches is "
+                           f"{big_loss:.6g}. Return the sum of the divided losses (their mean), as a float.")
+    if result["calls"] and any(c["batch"] != batch for c in result["calls"]) or len(result["calls"]) != k:
+        raise CheckFailure(f"train_step made {len(result['calls'])} forward calls; expected one per micro-batch ({k}).")
+
+
+@check("each step starts from zero gradients (zero_grad once per step)", points=2)
+def zero_grad_each_step(impl):
+    steps = [random_batches(2, 2, 4, 11, seed) for seed in (1, 2)]
+    result = train_steps(impl, TinyLM(seed=3), steps, max_norm=1e9, amp_dtype=None)
+    _, expected = big_batch_gradients(steps[1], seed=3)  # lr 0: the weights never move
+    compare_grads(result["steps"][1]["grads"], expected, "the second train_step",
+                  "The gradients of the first step were still there: backward adds to .grad. Call "
+                  "optimizer.zero_grad(set_to_none=True) once per step, after optimizer.step().")
+
+
+@check("clip_grad_norm_ before the step: gradients scaled to max_norm, the norm before clipping returned", points=2)
+def clipping(impl):
+    batches = random_batches(2, 2, 4, 11, 5)
+    _, raw = big_batch_gradients(batches, seed=5)
+    raw_norm = total_norm(raw)
+    max_norm = raw_norm / 4
+    result = train_steps(impl, TinyLM(seed=5), [batches], max_norm=max_norm, amp_dtype=None)
+    seen = result["steps"][0]["grads"]
+    seen_norm = total_norm(seen)
+    if seen_norm > max_norm * 1.01:
+        raise CheckFailure(
+            f"optimizer.step() saw gradients of global norm {seen_norm:.4g}, above max_norm={max_norm:.4g}: they "
+            "were not clipped before the step. Call torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) "
+            "after the accumulation loop and BEFORE optimizer.step() (clipping after the step changes nothing)."
+        )
+    compare_grads(seen, {n: g * (max_norm / raw_norm) for n, g in raw.items()}, "the clipped gradients",
+                  "clip_grad_norm_ scales all gradients together by max_norm / (their global norm), keeping their "
+                  "direction; clip_grad_value_ clamps each number and changes the direction.")
+    _, norm = result["returned"][0]
+    if not math.isclose(norm, raw_norm, rel_tol=1e-4):
+        hint = ""
+        if math.isclose(norm, max_norm, rel_tol=1e-3):
+            hint = " That is the norm after clipping (max_norm); return the value clip_grad_norm_ returns, the norm before."
+        raise CheckFailure(f"train_step returned norm {norm:.6g}; the gradients' global norm before clipping was "
+                           f"{raw_norm:.6g}.{hint}")
+
+
+@check("bf16 autocast wraps the forward and loss only, not backward or the optimizer step", points=3)
+def autocast_forward_only(impl):
+    batches = random_batches(2, 2, 3, 11, 7)
+    result = train_steps(impl, TinyLM(seed=7), [batches], max_norm=1e9, amp_dtype=torch.bfloat16)
+    forward = [c["autocast"] for c in result["calls"]]
+    if not forward or not all(forward):
+        raise CheckFailure(
+            f"With amp_dtype=torch.bfloat16, autocast was on in {sum(forward)} of {len(forward)} forward calls; "
+            "expected all: wrap model(x, y) in torch.autocast(device_type=x.device.type, dtype=amp_dtype)."
+        )
+    dtypes = {c["autocast_dtype"] for c in result["calls"]}
+    if dtypes != {"torch.bfloat16"}:
+        raise CheckFailure(f"The forward ran under autocast with dtype {sorted(map(str, dtypes))}; expected torch.bfloat16.")
+    if any(result["backward_autocast"]):
+        raise CheckFailure(
+            "loss.backward() ran inside the autocast region. Autocast is for the forward pass and the loss only; "
+            "backward already runs each operation in the dtype its forward used. Leave the `with torch.autocast` "
+            "block before calling backward."
+        )
+    if result["steps"][0]["autocast"]:
+        raise CheckFailure(
+            "optimizer.step() ran inside the autocast region. The weights and the optimizer stay float32: end the "
+            "`with torch.autocast` block after the loss."
+        )
+    plain = train_steps(impl, TinyLM(seed=7), [batches], max_norm=1e9, amp_dtype=None)
+    if any(c["autocast"] for c in plain["calls"]):
+        raise CheckFailure("With amp_dtype=None, the forward still ran under autocast; None means full precision "
+                           "(torch.autocast(..., enabled=False), or no autocast at all).")
+
+
+@check("under DDP (a model with no_sync), every micro-batch but the last skips the all-reduce", points=2)
+def no_sync_all_but_last(impl):
+    batches = random_batches(3, 2, 3, 11, 9)
+    result = train_steps(impl, TinyDDP(seed=9), [batches], max_norm=1e9, amp_dtype=None)
+    syncs = [c["sync"] for c in result["calls"]]
+    if syncs != [False, False, True]:
+        shown = ", ".join("all-reduce" if s else "no_sync" for s in syncs)
+        if syncs and not any(syncs):
+            hint = ("The last micro-batch also ran inside no_sync, so the gradients are never averaged across "
+                    "processes: each GPU would train its own model.")
+        elif all(syncs):
+            hint = ("No micro-batch ran inside model.no_sync(), so DDP all-reduces the gradients after every "
+                    "backward: k - 1 wasted all-reduces per step.")
+        else:
+            hint = "Only the last micro-batch may all-reduce."
+        raise CheckFailure(f"With 3 micro-batches on a DDP model, the forward calls ran as: {shown}; expected no_sync, "
+                           f"no_sync, all-reduce. {hint} Run forward and backward of micro-batch i inside "
+                           "model.no_sync() when i < k - 1 (DDP decides at the forward).")
+
+
+@check("train_step sets the learning rate on every param group before the step", points=1)
+def lr_set_before_step(impl):
+    steps = [random_batches(1, 2, 3, 11, 11), random_batches(1, 2, 3, 11, 12)]
+    result = train_steps(impl, TinyLM(seed=11), steps, max_norm=1e9, amp_dtype=None, lr=0.123)
+    lrs = [s["lrs"] for s in result["steps"]]
+    if any(not math.isclose(lr, 0.123) for step in lrs for lr in step):
+        raise CheckFailure(
+            f"train_step(..., lr=0.123) called optimizer.step() with the param groups' learning rates at {lrs} "
+            "(one list per step). Set group['lr'] = lr for every group in optimizer.param_groups BEFORE "
+            "optimizer.step(); set after it, each step would use the previous step's rate."
+        )
+
+
+@check("ddp_env reads RANK, LOCAL_RANK and WORLD_SIZE, and defaults to one process", points=1)
+def ddp_env_reads_environment(impl):
+    ddp_env = impl.module("train").ddp_env
+    for env, expected in (({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}, (3, 1, 4)),
+                          ({"RANK": None, "LOCAL_RANK": None, "WORLD_SIZE": None}, (0, 0, 1))):
+        got = impl.probe(with_environment, ddp_env, env)
+        if type(got) is not tuple or got != expected or not all(type(v) is int for v in got):
+            shown = ", ".join(f"{k}={v}" for k, v in env.items() if v is not None) or "none of the variables set"
+            raise CheckFailure(f"ddp_env() with {shown} returned {got!r}, expected {expected} as a tuple of ints "
+                               "(rank, local_rank, world_size). Read os.environ with defaults 0, 0, 1.")
+
+
+# --- on a CUDA GPU, in bf16: each speed-up pays ---------------------------------------------------
+# Without CUDA these report "skipped: needs CUDA" and count neither way.
+
+GPT2_SMALL = dict(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768)
+
+
+def needs_cuda():
+    if not torch.cuda.is_available():
+        raise Skip("needs CUDA")
+
+
+@check("on a GPU: TF32 makes float32 matmuls at least 1.5x faster", points=1)
+def gpu_tf32_pays(impl):
+    needs_cuda()
+    times = impl.probe(tf32_speedup, impl.module("train").configure_tf32)
+    ratio = times["tf32"] / times["fp32"]
+    if ratio > 1 / 1.5:
+        raise CheckFailure(
+            f"A 4096 x 4096 float32 matmul took {times['tf32'] * 1e3:.2f} ms after configure_tf32() and "
+            f"{times['fp32'] * 1e3:.2f} ms in full precision ({1 / ratio:.2f}x faster; at least 1.5x expected on an "
+            "Ampere or newer GPU). configure_tf32 should call torch.set_float32_matmul_precision('high')."
+        )
+
+
+@check("on a GPU: flash attention is at least 1.5x faster than the masked (T, T) attention", points=1)
+def gpu_flash_attention_pays(impl):
+    needs_cuda()
+    attn = impl.module("train").CausalSelfAttention(768, 12, 1024)
+    times = impl.probe(attention_speedup, attn, 12, 8, 1024)
+    ratio = times["learner"] / times["masked"]
+    if ratio > 1 / 1.5:
+        raise CheckFailure(
+            f"Forward + backward of your CausalSelfAttention (B=8, T=1024, C=768, 12 heads, bf16) took "
+            f"{times['learner'] * 1e3:.2f} ms, stage 06's masked attention with the same weights "
+            f"{times['masked'] * 1e3:.2f} ms: only {1 / ratio:.2f}x faster, at least 1.5x expected. Call "
+            "F.scaled_dot_product_attention with is_causal=True and no attn_mask, on (B, nh, T, hs) tensors, so "
+            "that PyTorch picks the flash kernel."
+        )
+
+
+@check("on a GPU: torch.compile makes the training step at least 1.1x faster", points=1)
+def gpu_compile_pays(impl):
+    needs_cuda()
+    train = impl.module("train")
+    sizes = dict(GPT2_SMALL, n_layer=4)
+    compiled = impl.probe(make_gpu_trainer, train, sizes, 8, 1024, compile=True)
+    eager = impl.probe(make_gpu_trainer, train, sizes, 8, 1024, compile=False)
+    result = measure_ratio(compiled.step, eager.step, repeats=7, warmup=1, device="cuda")
+    assert_speed_ratio(
+        result, 1 / 1.1, "Your compiled training step (4-layer GPT-2, B=8, T=1024, bf16), against the same step eager,",
+        hint="torch.compile should fuse the elementwise work (GELU, LayerNorm, residual adds, dropout). A graph "
+             "break in FastGPT2.forward (see the fullgraph check) splits the compiled model.",
+    )
