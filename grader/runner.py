@@ -20,7 +20,7 @@ from hypothesis.errors import Flaky
 from .checks import forbidden
 from .course import Course, Stage
 from .handle import Implementation, LearnerError, LoadError, NotImplementedByLearner, reference
-from .registry import Check, CheckFailure, Skip, load_checks
+from .registry import Check, Skip, load_checks
 from .results import ERROR, FAILED, PASSED, SKIPPED, Record
 from .sandbox.jail import SandboxFailure
 

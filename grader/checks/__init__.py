@@ -4,7 +4,14 @@ from .causality import assert_causal, dependency_map, perturb_token, perturb_vec
 from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
-from .values import assert_close, expect_int_list, expect_tensor, expect_type
+from .values import (
+    assert_close,
+    assert_same_language_model,
+    expect_int_list,
+    expect_tensor,
+    expect_type,
+    likely_bug,
+)
 
 __all__ = [
     "CheckFailure",
@@ -14,12 +21,14 @@ __all__ = [
     "assert_close",
     "assert_gradients_reach",
     "assert_init_loss",
+    "assert_same_language_model",
     "assert_speed_ratio",
     "assert_weight_stats",
     "dependency_map",
     "expect_int_list",
     "expect_tensor",
     "expect_type",
+    "likely_bug",
     "measure_ratio",
     "perturb_token",
     "perturb_vector",

@@ -82,3 +82,32 @@ def _index(idx: tuple) -> str:
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def likely_bug(got: Any, expected: torch.Tensor, bugs, default: str, rtol: float = 1e-4, atol: float = 1e-5) -> str:
+    """The hint for a wrong `got`: the first (hint, output) of `bugs` whose output equals `got`.
+
+    `bugs` is usually a generator, so each bug's output is computed only while no match is
+    found. A right value, or a wrong shape or dtype (which get messages of their own), gets
+    `default`, as does a value that matches no known bug.
+    """
+    if (not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.dtype != expected.dtype
+            or torch.allclose(got, expected, rtol, atol)):
+        return default
+    for hint, value in bugs:
+        if value.shape == got.shape and torch.allclose(got.double(), value.double(), rtol=rtol, atol=atol):
+            return hint
+    return default
+
+
+def assert_same_language_model(ours, theirs, vocab_size: int, batch: int, T: int, seed: int, hint: str) -> None:
+    """`ours(idx, targets)` and `theirs(idx, targets)` on the same random tokens: the logits
+    and the float32 scalar loss must agree (two models given the same weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, vocab_size, (batch, T), generator=gen)
+    targets = torch.randint(0, vocab_size, (batch, T), generator=gen)
+    logits, loss = ours(idx, targets)
+    ref_logits, ref_loss = theirs(idx, targets)
+    assert_close(logits, ref_logits, "logits", rtol=1e-4, atol=1e-5, hint=hint)
+    expect_tensor(loss, "loss", (), torch.float32)
+    assert_close(loss, ref_loss, "loss", rtol=1e-5, atol=1e-6)

@@ -543,8 +543,8 @@ def dropout_on_weights(impl):
 def rejects_long_context(impl, block_size, extra):
     s = Sizes(B=2, T=block_size + extra, n_embd=8, head_size=4, block_size=block_size)
     head = s.head(impl)
-    how = (f"Check the length first in forward: if T > block_size: raise ValueError(f\"T={{T}} is longer than "
-           f"block_size={{block_size}}\"). The mask has only block_size rows.")
+    how = ("Check the length first in forward: if T > block_size: raise ValueError(f\"T={T} is longer than "
+           "block_size={block_size}\"). The mask has only block_size rows.")
     try:
         out = head(s.x())
     except LearnerError as exc:

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
-    CheckFailure,
     assert_causal,
     assert_close,
     assert_gradients_reach,
     assert_init_loss,
+    CheckFailure,
     dependency_map,
     expect_tensor,
+    likely_bug,
     perturb_token,
 )
 from grader.handle import LearnerError
@@ -29,21 +30,6 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def likely_bug(got, expected, bugs, default: str, rtol=RTOL, atol=ATOL) -> str:
-    """The hint to show when `got` differs from `expected`.
-
-    `bugs` yields (hint, what that bug returns) pairs, computed only while no match is found;
-    the first one whose output equals `got` names the bug. Otherwise: `default`.
-    """
-    if (not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.dtype != expected.dtype
-            or torch.allclose(got, expected, rtol, atol)):
-        return default  # a wrong shape or dtype gets its own message; a right value needs no hint
-    for hint, value in bugs:
-        if value.shape == got.shape and torch.allclose(got.double(), value.double(), rtol=rtol, atol=atol):
-            return hint
-    return default
 
 
 def layernorm_bugs(x, weight, bias, eps):

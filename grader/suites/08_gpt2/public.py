@@ -238,7 +238,7 @@ def init_statistics(impl):
     default_linear = "PyTorch's default nn.Linear init (uniform, std 1/sqrt(3 * fan_in))"
     for name, w in (("transformer.wte.weight", state["transformer.wte.weight"]),
                     ("transformer.wpe.weight", state["transformer.wpe.weight"])):
-        hint = (f"Its std is about 1: nn.Embedding's default init, normal(0, 1). GPT-2 initializes embeddings "
+        hint = ("Its std is about 1: nn.Embedding's default init, normal(0, 1). GPT-2 initializes embeddings "
                 "with normal(0, 0.02) too (in _init_weights, for nn.Embedding)." if std_of(w) > 0.5 else
                 "Embeddings get normal(0, 0.02), like the Linear weights.")
         assert_weight_stats(w, name, 0.0, 0.02, mean_tol=0.002, std_rel_tol=0.1, hint=hint)

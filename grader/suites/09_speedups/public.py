@@ -15,16 +15,17 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
-    CheckFailure,
-    Skip,
     assert_causal,
     assert_close,
     assert_speed_ratio,
     assert_weight_stats,
+    CheckFailure,
     dependency_map,
     expect_tensor,
+    likely_bug,
     measure_ratio,
     perturb_vector,
+    Skip,
 )
 from grader.handle import LearnerError
 from grader.probes import (
@@ -62,15 +63,6 @@ def masked_attention(x, state, n_head, causal=True, transpose=True):
         att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
     y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
     return F.linear(y, state["c_proj.weight"], state.get("c_proj.bias"))
-
-
-def likely_bug(got, expected, bugs, default):
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or torch.allclose(got, expected, RTOL, ATOL):
-        return default
-    for hint, value in bugs:
-        if value.shape == got.shape and torch.allclose(got, value, rtol=RTOL, atol=ATOL):
-            return hint
-    return default
 
 
 def new_attention(impl, n_embd, n_head, block_size, dropout=0.0, bias=True, train=False):

@@ -18,16 +18,17 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
-    CheckFailure,
-    Skip,
-    SpeedResult,
     assert_causal,
     assert_close,
     assert_speed_ratio,
+    CheckFailure,
     dependency_map,
     expect_tensor,
+    likely_bug,
     measure_ratio,
     perturb_token,
+    Skip,
+    SpeedResult,
 )
 from grader.handle import LearnerError
 from grader.probes import set_parameter, tensor_layout, timed_calls
@@ -37,18 +38,6 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def likely_bug(got, expected, bugs, default: str, rtol=RTOL, atol=ATOL) -> str:
-    """The hint to show when `got` differs from `expected`: the first (hint, value) of `bugs`
-    whose value equals `got`, computed lazily; otherwise `default`."""
-    if (not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.dtype != expected.dtype
-            or torch.allclose(got, expected, rtol, atol)):
-        return default
-    for hint, value in bugs:
-        if value.shape == got.shape and torch.allclose(got.double(), value.double(), rtol=rtol, atol=atol):
-            return hint
-    return default
 
 
 def rope_tables(head_dim, max_seq_len, theta=10000.0, layout="halves"):
