@@ -15,12 +15,25 @@ def copy_stage(tmp_path, stage, source="solutions"):
     return target
 
 
-def test_list_shows_every_stage(grader):
+def course_with_10_unavailable(root):
+    """A copy of this course in which 10_llama is not written yet."""
+    shutil.copytree(ROOT / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("solutions", "exercises", "datasets"):
+        (root / folder).symlink_to(ROOT / folder)
+    toml = (ROOT / "course.toml").read_text()
+    head, llama = toml.split('id = "10_llama"')
+    (root / "course.toml").write_text(head + 'id = "10_llama"' + llama.replace("available = true", "available = false"))
+    return root
+
+
+def test_list_shows_every_stage(grader, tmp_path):
     out = grader("list")
     assert out.returncode == 0
     for stage in ("01_bpe", "05_attention", "10_llama"):
         assert stage in out.stdout
-    assert "not available yet" in out.stdout
+    out = grader("list", cwd=course_with_10_unavailable(tmp_path))
+    (line,) = [line for line in out.stdout.splitlines() if "10_llama" in line]
+    assert "not available yet" in line
 
 
 def test_unknown_stage_suggests_the_right_id(grader):
@@ -30,10 +43,11 @@ def test_unknown_stage_suggests_the_right_id(grader):
     assert "Traceback" not in out.stderr + out.stdout
 
 
-def test_stage_not_available_yet(grader):
-    out = grader("check", "10_llama")
+def test_stage_not_available_yet(grader, tmp_path):
+    out = grader("check", "10_llama", cwd=course_with_10_unavailable(tmp_path))
     assert out.returncode == 2
     assert "not available yet" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
 
 
 def test_missing_path(grader, tmp_path):
