@@ -523,6 +523,10 @@ def command(course: Course, stage: Stage, args) -> int:
     folders = learner_folders(args.submissions.resolve())
     limit = hard_timeout(stage) if args.timeout is None else args.timeout
     isolate = not args.no_isolate
+    if isolate:
+        from .sandbox import take_turns_with_the_child
+
+        take_turns_with_the_child()  # before the fork server imports torch
     mode = "each in a sandbox" if isolate else "in-process, NOT isolated: only for code you trust"
     print(
         f"Grading {len(folders)} submission(s) of {stage.id} ({stage.title}), {args.workers} at a time, {mode}; "

@@ -148,8 +148,10 @@ def cmd_check(args) -> int:
     if not args.isolate:
         return _check(args, course, stage, None)
     # Start the sandboxed child first: it imports torch while this process loads the suites.
+    from .sandbox import take_turns_with_the_child
     from .sandbox.jail import SandboxUnavailable, start_sandbox  # no torch yet
 
+    take_turns_with_the_child()
     sandbox = start_sandbox(course, stage, background=True)
     try:
         return _check(args, course, stage, sandbox)

@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+# torch and the handle (which imports torch) are imported where they are used: the CLI builds
+# its parser from this module, and `check --isolate` must start its child before torch loads.
 from .course import CourseError, load_course
-from .handle import resolve
 
 STAGE = "07_layernorm"
 MODULES = ("batching", "gpt")  # what the loop calls: stage 03's batches and losses, stage 07's model
@@ -46,7 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """`python -m grader train`: returns the exit status."""
-    import torch  # here, so that `python -m grader --help` stays quick
+    import torch
+
+    from .handle import resolve
+
     impl_name = getattr(args, "impl", "exercises") or "exercises"
     steps = STEPS if getattr(args, "steps", None) is None else args.steps
     if steps < 1:
@@ -129,7 +133,8 @@ def _train(model, optimizer, batch, estimate, steps: int, vocab_size: int, tqdm)
 
     Ctrl-C ends training early; what was learned so far is still estimated and sampled.
     """
-    import torch  # here, so that `python -m grader --help` stays quick
+    import torch
+
     history: list[float] = []
     evals: list[dict[str, float]] = []
     bar = tqdm(range(steps), desc="training", unit="step", dynamic_ncols=True)
@@ -161,7 +166,8 @@ def _train(model, optimizer, batch, estimate, steps: int, vocab_size: int, tqdm)
 
 def _samples(model, chars: list[str]) -> list[tuple[float, str]]:
     """Three samples of 400 characters, each started from a newline: (temperature, text)."""
-    import torch  # here, so that `python -m grader --help` stays quick
+    import torch
+
     model.eval()
     start = torch.tensor([[chars.index("\n") if "\n" in chars else 0]])
     samples = []

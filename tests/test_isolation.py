@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -262,3 +263,12 @@ def test_the_child_sees_the_references_it_builds_on_and_not_its_own(tmp_path):
         remote.close()
     assert seen == [False, False, False, False]  # the reference it builds on is the copy, not the course's
     assert dep_folder == dep.id
+
+
+def test_the_command_line_imports_no_torch_before_the_child_starts():
+    """`check --isolate` starts the sandboxed child before torch loads, so that the child
+    imports torch while the grader does: building the parser must not import it."""
+    code = ("import sys\nfrom grader.cli import main\ntry:\n    main(['check', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr

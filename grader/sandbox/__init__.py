@@ -12,6 +12,15 @@ This package imports no torch at import time: the child imports it once it is sa
 from .jail import Limits, SandboxFailure, SandboxUnavailable
 
 
+def take_turns_with_the_child() -> None:
+    """Call before torch is imported. The grader and the sandboxed child take turns, so
+    OpenMP threads that spin while they wait (its default) would take the cores the other
+    one needs: they sleep instead, here and, through the environment, in the child."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def overhead_seconds() -> float:
     """Seconds spent crossing to the sandboxed process and back (0.0 when nothing is isolated)."""
     import sys
@@ -20,4 +29,4 @@ def overhead_seconds() -> float:
     return remote.overhead_seconds() if remote is not None else 0.0
 
 
-__all__ = ["Limits", "SandboxFailure", "SandboxUnavailable", "overhead_seconds"]
+__all__ = ["Limits", "SandboxFailure", "SandboxUnavailable", "overhead_seconds", "take_turns_with_the_child"]
