@@ -3,10 +3,10 @@ from ..registry import CheckFailure, Skip
 from .causality import assert_causal, dependency_map, perturb_token, perturb_vector, render_map
 from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
+from .models import assert_same_language_model, share_weights
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
 from .values import (
     assert_close,
-    assert_same_language_model,
     expect_int_list,
     expect_tensor,
     expect_type,
@@ -33,4 +33,5 @@ __all__ = [
     "perturb_token",
     "perturb_vector",
     "render_map",
+    "share_weights",
 ]

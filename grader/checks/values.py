@@ -99,15 +99,3 @@ def likely_bug(got: Any, expected: torch.Tensor, bugs, default: str, rtol: float
             return hint
     return default
 
-
-def assert_same_language_model(ours, theirs, vocab_size: int, batch: int, T: int, seed: int, hint: str) -> None:
-    """`ours(idx, targets)` and `theirs(idx, targets)` on the same random tokens: the logits
-    and the float32 scalar loss must agree (two models given the same weights)."""
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, vocab_size, (batch, T), generator=gen)
-    targets = torch.randint(0, vocab_size, (batch, T), generator=gen)
-    logits, loss = ours(idx, targets)
-    ref_logits, ref_loss = theirs(idx, targets)
-    assert_close(logits, ref_logits, "logits", rtol=1e-4, atol=1e-5, hint=hint)
-    expect_tensor(loss, "loss", (), torch.float32)
-    assert_close(loss, ref_loss, "loss", rtol=1e-5, atol=1e-6)

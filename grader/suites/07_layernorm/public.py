@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
+    CheckFailure,
     assert_causal,
     assert_close,
     assert_gradients_reach,
     assert_init_loss,
-    CheckFailure,
     dependency_map,
     expect_tensor,
     likely_bug,
@@ -24,6 +24,7 @@ from grader.checks import (
 )
 from grader.handle import LearnerError
 from grader.probes import parameter_gradients, set_parameter
+from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
 
 # float32 results computed in a different order than the oracle's: a few ulps of O(1) values.
 RTOL, ATOL = 1e-4, 1e-5
@@ -90,26 +91,6 @@ def new_gpt(impl, *, block_size, vocab_size, n_layer, n_head, n_embd, dropout=0.
     return model
 
 
-@st.composite
-def gpt_sizes(draw, max_layers=2):
-    """GPT sizes with odd head counts, T = 1 and T = block_size, block sizes above n_embd."""
-    n_head = draw(st.sampled_from([1, 2, 3, 5]))
-    n_embd = n_head * draw(st.integers(1, 4))
-    block_size = draw(st.integers(1, 12))
-    T = draw(st.sampled_from([1, block_size, max(1, block_size // 2)]))
-    return dict(
-        block_size=block_size, vocab_size=draw(st.integers(2, 30)), n_layer=draw(st.integers(1, max_layers)),
-        n_head=n_head, n_embd=n_embd, batch=draw(st.integers(1, 3)), T=T, bias=draw(st.booleans()),
-    )
-
-
-EDGE_SIZES = dict(block_size=16, vocab_size=11, n_layer=2, n_head=3, n_embd=6, batch=1, T=16, bias=True)
-
-
-def split(sizes):
-    """The GPTConfig fields, and (batch, T)."""
-    config = {k: v for k, v in sizes.items() if k not in ("batch", "T")}
-    return config, sizes["batch"], sizes["T"]
 
 
 def forward(model, idx, targets=None, what="model(idx)"):
@@ -283,9 +264,9 @@ def mlp_applies_gelu(impl, C, seed):
 @check("Block is pre-norm with residuals: x + attn(ln_1(x)), then + mlp(ln_2(x))", points=3)
 @settings(max_examples=8)
 @given(sizes=gpt_sizes(), seed=st.integers(0, 1000))
-@example(sizes=EDGE_SIZES, seed=0)
+@example(sizes=GPT_EDGE_SIZES, seed=0)
 def block_pre_norm_residual(impl, sizes, seed):
-    config, batch, T = split(sizes)
+    config, batch, T = split_sizes(sizes)
     C = config["n_embd"]
     gen = torch.Generator().manual_seed(seed)
     block = impl.module("gpt").Block(C, config["n_head"], config["block_size"], bias=config["bias"])
@@ -373,9 +354,9 @@ def gpt_state_dict_names(impl):
 @check("GPT returns (B, T, vocab_size) logits, and a loss only with targets", points=2)
 @settings(max_examples=8)
 @given(sizes=gpt_sizes())
-@example(sizes=EDGE_SIZES)
+@example(sizes=GPT_EDGE_SIZES)
 def gpt_forward_shapes(impl, sizes):
-    config, batch, T = split(sizes)
+    config, batch, T = split_sizes(sizes)
     V = config["vocab_size"]
     model = new_gpt(impl, **config)
     idx = torch.randint(0, V, (batch, T))
@@ -423,9 +404,9 @@ def gpt_init_loss(impl):
 @check("GPT chains its parts: wte + wpe, the blocks in order, ln_f, lm_head", points=3)
 @settings(max_examples=6)
 @given(sizes=gpt_sizes(max_layers=3))
-@example(sizes=EDGE_SIZES)
+@example(sizes=GPT_EDGE_SIZES)
 def gpt_chains_its_parts(impl, sizes):
-    config, batch, T = split(sizes)
+    config, batch, T = split_sizes(sizes)
     model = new_gpt(impl, **config)
     idx = torch.randint(0, config["vocab_size"], (batch, T))
     logits = logits_of(model, idx)

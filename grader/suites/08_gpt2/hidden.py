@@ -4,43 +4,25 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, assert_same_language_model, expect_tensor
+from grader.checks import CheckFailure, assert_same_language_model, expect_tensor, share_weights
+from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
 from grader.probes import generate_seeded, optimizer_groups, tensor_layout
-
-
-@st.composite
-def gpt2_sizes(draw):
-    n_head = draw(st.sampled_from([1, 2, 3, 5]))
-    block_size = draw(st.integers(1, 12))
-    return dict(
-        block_size=block_size, vocab_size=draw(st.integers(2, 30)), n_layer=draw(st.integers(1, 3)), n_head=n_head,
-        n_embd=n_head * draw(st.integers(1, 4)), dropout=0.0, bias=draw(st.booleans()),
-    ), draw(st.integers(1, 3)), draw(st.sampled_from([1, block_size, max(1, block_size // 2)]))
 
 
 def twins(impl, ref, config):
     """The learner's GPT2 and the reference's, in eval mode, holding the reference's weights."""
     ours = impl.module("gpt2").GPT2(impl.module("gpt2").GPT2Config(**config))
     theirs = ref.module("gpt2").GPT2(ref.module("gpt2").GPT2Config(**config))
-    weights, own = theirs.state_dict(), ours.state_dict()
-    # The attention's buffers (a causal mask) are stage 06's business: share what both have.
-    unknown = sorted(k for k in own if k not in weights and ".attn." not in k)
-    missing = sorted(k for k in weights if k not in own and ".attn." not in k)
-    if unknown or missing:
-        raise CheckFailure(f"Your GPT2's state_dict differs from the reference's: extra {unknown[:4]}, missing "
-                           f"{missing[:4]}. Keep stage 07's names.")
-    ours.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
-    ours.eval()
-    theirs.eval()
+    share_weights(ours, theirs, "Your GPT2", "Keep stage 07's names.")
     return ours, theirs
 
 
 @check("logits and loss equal the reference's with the same weights", points=2)
 @settings(max_examples=6)
-@given(case=gpt2_sizes(), seed=st.integers(0, 1000))
-@example(case=(dict(block_size=16, vocab_size=11, n_layer=2, n_head=3, n_embd=6, dropout=0.0, bias=True), 1, 16), seed=0)
-def logits_match_reference(impl, ref, case, seed):
-    config, batch, T = case
+@given(sizes=gpt_sizes(max_layers=3), seed=st.integers(0, 1000))
+@example(sizes=GPT_EDGE_SIZES, seed=0)
+def logits_match_reference(impl, ref, sizes, seed):
+    config, batch, T = split_sizes(sizes)
     ours, theirs = twins(impl, ref, config)
     assert_same_language_model(ours, theirs, config["vocab_size"], batch, T, seed,
                                hint="Same weights, same input: the difference is in how the model computes.")

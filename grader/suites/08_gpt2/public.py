@@ -11,7 +11,6 @@ import math
 import torch
 import torch.nn.functional as F
 from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
@@ -34,6 +33,7 @@ from grader.probes import (
     parameter_gradients,
     tied_parameters,
 )
+from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
 
 GPT2_SMALL_PARAMETERS = 124_439_808  # GPT-2 small with wte and lm_head tied, wpe included
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -73,23 +73,6 @@ def count_from_config(block_size, vocab_size, n_layer, n_embd, bias, **_):
     return vocab_size * C + block_size * C + n_layer * block + norms
 
 
-@st.composite
-def gpt2_sizes(draw, max_layers=2):
-    """GPT-2 sizes with odd head counts, T = 1 and T = block_size, block sizes above n_embd."""
-    n_head = draw(st.sampled_from([1, 2, 3, 5]))
-    block_size = draw(st.integers(1, 12))
-    return dict(
-        block_size=block_size, vocab_size=draw(st.integers(2, 30)), n_layer=draw(st.integers(1, max_layers)),
-        n_head=n_head, n_embd=n_head * draw(st.integers(1, 4)), bias=draw(st.booleans()),
-        batch=draw(st.integers(1, 3)), T=draw(st.sampled_from([1, block_size, max(1, block_size // 2)])),
-    )
-
-
-EDGE_SIZES = dict(block_size=16, vocab_size=11, n_layer=2, n_head=3, n_embd=6, bias=True, batch=1, T=16)
-
-
-def split(sizes):
-    return {k: v for k, v in sizes.items() if k not in ("batch", "T")}, sizes["batch"], sizes["T"]
 
 
 def check_config_defaults(impl):
@@ -116,10 +99,10 @@ def check_config_defaults(impl):
 
 @check("logits are (B, T, vocab_size) float32 and the loss is the mean cross-entropy, over many sizes", points=2)
 @settings(max_examples=8)
-@given(sizes=gpt2_sizes())
-@example(sizes=EDGE_SIZES)
+@given(sizes=gpt_sizes())
+@example(sizes=GPT_EDGE_SIZES)
 def shapes_and_loss(impl, sizes):
-    config, batch, T = split(sizes)
+    config, batch, T = split_sizes(sizes)
     model = new_gpt2(impl, **config)
     V = config["vocab_size"]
     idx, targets = torch.randint(0, V, (batch, T)), torch.randint(0, V, (batch, T))
@@ -176,9 +159,9 @@ def parameter_count_124m(impl):
 
 @check("num_parameters counts each parameter once, for any size, with and without biases", points=1)
 @settings(max_examples=6)
-@given(sizes=gpt2_sizes(max_layers=3))
+@given(sizes=gpt_sizes(max_layers=3))
 def parameter_count_any_size(impl, sizes):
-    config, _, _ = split(sizes)
+    config, _, _ = split_sizes(sizes)
     counted = new_gpt2(impl, **config).num_parameters()
     expected = count_from_config(**config)
     if counted != expected:

@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
+    CheckFailure,
+    Skip,
     assert_causal,
     assert_close,
     assert_speed_ratio,
     assert_weight_stats,
-    CheckFailure,
     dependency_map,
     expect_tensor,
     likely_bug,
     measure_ratio,
     perturb_vector,
-    Skip,
 )
 from grader.handle import LearnerError
 from grader.probes import (

@@ -18,17 +18,17 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import (
+    CheckFailure,
+    Skip,
+    SpeedResult,
     assert_causal,
     assert_close,
     assert_speed_ratio,
-    CheckFailure,
     dependency_map,
     expect_tensor,
     likely_bug,
     measure_ratio,
     perturb_token,
-    Skip,
-    SpeedResult,
 )
 from grader.handle import LearnerError
 from grader.probes import set_parameter, tensor_layout, timed_calls

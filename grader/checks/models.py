@@ -1,0 +1,37 @@
+"""Checks on whole models: the learner's and the reference's with the same weights."""
+from __future__ import annotations
+
+import torch
+
+from ..registry import CheckFailure
+from .values import assert_close, expect_tensor
+
+
+def share_weights(ours, theirs, what: str, names_hint: str, private: str = ".attn.") -> None:
+    """Load `theirs`' state dict into `ours` (both models, handles or not) and put both in eval
+    mode. Entries whose name contains `private` (an attention's causal-mask buffer, which
+    an earlier stage decided) are shared where both have them; any other name that one model
+    has and the other lacks fails the check with `names_hint`."""
+    weights, own = theirs.state_dict(), ours.state_dict()
+    unknown = sorted(k for k in own if k not in weights and private not in k)
+    missing = sorted(k for k in weights if k not in own and private not in k)
+    if unknown or missing:
+        raise CheckFailure(
+            f"{what}'s state_dict differs from the reference's: extra {unknown[:4]}, missing {missing[:4]}. {names_hint}"
+        )
+    ours.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+    ours.eval()
+    theirs.eval()
+
+
+def assert_same_language_model(ours, theirs, vocab_size: int, batch: int, T: int, seed: int, hint: str) -> None:
+    """`ours(idx, targets)` and `theirs(idx, targets)` on the same random tokens: the logits
+    and the float32 scalar loss must agree (two models given the same weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, vocab_size, (batch, T), generator=gen)
+    targets = torch.randint(0, vocab_size, (batch, T), generator=gen)
+    logits, loss = ours(idx, targets)
+    ref_logits, ref_loss = theirs(idx, targets)
+    assert_close(logits, ref_logits, "logits", rtol=1e-4, atol=1e-5, hint=hint)
+    expect_tensor(loss, "loss", (), torch.float32)
+    assert_close(loss, ref_loss, "loss", rtol=1e-5, atol=1e-6)
