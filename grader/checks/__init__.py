@@ -3,7 +3,7 @@ from ..registry import CheckFailure, Skip
 from .causality import assert_causal, dependency_map, perturb_token, perturb_vector, render_map
 from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
-from .models import assert_same_language_model, share_weights
+from .models import assert_same_language_model, greedy_continuation, model_outputs, share_weights
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
 from .values import (
     assert_close,
@@ -28,8 +28,10 @@ __all__ = [
     "expect_int_list",
     "expect_tensor",
     "expect_type",
+    "greedy_continuation",
     "likely_bug",
     "measure_ratio",
+    "model_outputs",
     "perturb_token",
     "perturb_vector",
     "render_map",

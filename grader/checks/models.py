@@ -7,6 +7,26 @@ from ..registry import CheckFailure
 from .values import assert_close, expect_tensor
 
 
+def model_outputs(model, idx: torch.Tensor, *args, what: str = "model(idx)", hint: str = "", **kwargs):
+    """`model(idx, *args, **kwargs)`, checked to be a pair (logits, loss) whose logits are
+    (B, T, model.config.vocab_size) float32; returns the pair."""
+    out = model(idx, *args, **kwargs)
+    if type(out) is not tuple or len(out) != 2:
+        got = f"a {type(out).__name__} of length {len(out)}" if type(out) in (tuple, list) else f"a {type(out).__name__}"
+        raise CheckFailure(f"{what} should return a pair (logits, loss), but it returned {got}.")
+    expect_tensor(out[0], f"the logits of {what}", (*idx.shape, model.config.vocab_size), torch.float32, hint=hint)
+    return out
+
+
+def greedy_continuation(model, idx: torch.Tensor, steps: int, context: int | None = None) -> torch.Tensor:
+    """What greedy decoding must give, computed here with one forward of `model` per new token
+    (the input cropped to its last `context` tokens when given): the oracle for `generate`."""
+    for _ in range(steps):
+        logits = model_outputs(model, idx if context is None else idx[:, -context:])[0]
+        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
 def share_weights(ours, theirs, what: str, names_hint: str, private: str = ".attn.") -> None:
     """Load `theirs`' state dict into `ours` (both models, handles or not) and put both in eval
     mode. Entries whose name contains `private` (an attention's causal-mask buffer, which

@@ -19,7 +19,9 @@ from grader.checks import (
     assert_init_loss,
     dependency_map,
     expect_tensor,
+    greedy_continuation,
     likely_bug,
+    model_outputs,
     perturb_token,
 )
 from grader.handle import LearnerError
@@ -95,14 +97,8 @@ def new_gpt(impl, *, block_size, vocab_size, n_layer, n_head, n_embd, dropout=0.
 
 def forward(model, idx, targets=None, what="model(idx)"):
     """(logits, loss) from the learner's GPT, checked to be a pair with (B, T, V) float32 logits."""
-    out = model(idx) if targets is None else model(idx, targets)
-    if type(out) is not tuple or len(out) != 2:
-        got = f"a {type(out).__name__} of length {len(out)}" if type(out) in (tuple, list) else f"a {type(out).__name__}"
-        raise CheckFailure(f"{what} should return a pair (logits, loss), but it returned {got}.")
-    V = model.config.vocab_size
-    expect_tensor(out[0], f"the logits of {what}", (*idx.shape, V), torch.float32,
-                  hint="Flatten only for the loss: return the logits as (B, T, vocab_size).")
-    return out
+    return model_outputs(model, idx, *(() if targets is None else (targets,)), what=what,
+                         hint="Flatten only for the loss: return the logits as (B, T, vocab_size).")
 
 
 def logits_of(model, idx):
@@ -529,14 +525,6 @@ def gpt_rejects_long_input(impl):
 # --- generation ----------------------------------------------------------------------------------
 
 
-def greedy(model, idx, steps, block_size):
-    """The greedy continuation, one forward of the learner's model per token, context cropped."""
-    for _ in range(steps):
-        logits = logits_of(model, idx[:, -block_size:])
-        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
 @check("generate crops the context to the last block_size tokens", points=2)
 def generate_crops_context(impl):
     V, bs = 10, 4
@@ -563,7 +551,7 @@ def generate_greedy_last_position(impl):
     V, bs = 12, 5
     model = new_gpt(impl, block_size=bs, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
     idx = torch.randint(0, V, (2, 7))
-    expected = greedy(model, idx, 8, bs)
+    expected = greedy_continuation(model, idx, 8, bs)
     for how, kwargs in (("top_k=1", dict(top_k=1)), ("temperature=1e-6", dict(temperature=1e-6))):
         out = model.generate(idx, 8, **kwargs)
         expect_tensor(out, f"generate(idx, 8, {how})", (2, 15), torch.int64)

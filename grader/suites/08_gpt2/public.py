@@ -23,6 +23,8 @@ from grader.checks import (
     assert_weight_stats,
     dependency_map,
     expect_tensor,
+    greedy_continuation,
+    model_outputs,
     perturb_token,
 )
 from grader.handle import LearnerError
@@ -51,13 +53,8 @@ def new_gpt2(impl, train=False, **sizes):
 
 def forward(model, idx, targets=None, what="model(idx)"):
     """(logits, loss) from the learner's GPT2, checked to be a pair with (B, T, V) float32 logits."""
-    out = model(idx) if targets is None else model(idx, targets)
-    if type(out) is not tuple or len(out) != 2:
-        got = f"a {type(out).__name__} of length {len(out)}" if type(out) in (tuple, list) else f"a {type(out).__name__}"
-        raise CheckFailure(f"{what} should return a pair (logits, loss), but it returned {got}.")
-    expect_tensor(out[0], f"the logits of {what}", (*idx.shape, model.config.vocab_size), torch.float32,
-                  hint="GPT2 keeps stage 07's forward: logits (B, T, vocab_size).")
-    return out
+    return model_outputs(model, idx, *(() if targets is None else (targets,)), what=what,
+                         hint="GPT2 keeps stage 07's forward: logits (B, T, vocab_size).")
 
 
 def logits_of(model, idx):
@@ -417,14 +414,6 @@ def optimizer_fused(impl):
 # --- sampling ------------------------------------------------------------------------------------
 
 
-def greedy(model, idx, steps, block_size):
-    """The greedy continuation, one forward of the learner's model per token, context cropped."""
-    for _ in range(steps):
-        logits = logits_of(model, idx[:, -block_size:])
-        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
 def first_difference(out, expected, start):
     return int((out != expected).any(0).nonzero()[0]) - start
 
@@ -434,7 +423,7 @@ def generate_greedy(impl):
     V, bs, T, n = 12, 8, 3, 6
     model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
     idx = torch.randint(0, V, (3, T))
-    expected = greedy(model, idx, n, bs)
+    expected = greedy_continuation(model, idx, n, bs)
     for how, kwargs in (("temperature=0", dict(temperature=0)), ("top_k=1", dict(top_k=1))):
         try:
             out = model.generate(idx, n, **kwargs)
@@ -470,7 +459,7 @@ def generate_crops_context(impl):
             "(idx[:, -block_size:]) before each forward."
         ) from None
     expect_tensor(out, "generate(idx, 5, temperature=0)", (2, 14), torch.int64)
-    expected = greedy(model, idx, 5, bs)
+    expected = greedy_continuation(model, idx, 5, bs)
     if not torch.equal(out, expected):
         raise CheckFailure(
             f"generate(idx, 5, temperature=0) with a 9-token prompt and block_size={bs} gave {out[:, 9:].tolist()}; "

@@ -26,8 +26,10 @@ from grader.checks import (
     assert_speed_ratio,
     dependency_map,
     expect_tensor,
+    greedy_continuation,
     likely_bug,
     measure_ratio,
+    model_outputs,
     perturb_token,
 )
 from grader.handle import LearnerError
@@ -72,13 +74,7 @@ def new_llama(impl, **sizes):
 
 def forward(model, idx, what="model(idx)", **kwargs):
     """(logits, loss) from the learner's Llama, checked to be a pair with (B, T, V) float32 logits."""
-    out = model(idx, **kwargs)
-    if type(out) is not tuple or len(out) != 2:
-        got = f"a {type(out).__name__} of length {len(out)}" if type(out) in (tuple, list) else f"a {type(out).__name__}"
-        raise CheckFailure(f"{what} should return a pair (logits, loss), but it returned {got}.")
-    V = model.config.vocab_size
-    expect_tensor(out[0], f"the logits of {what}", (*idx.shape, V), torch.float32)
-    return out
+    return model_outputs(model, idx, what=what, **kwargs)
 
 
 def logits_of(model, idx, what="model(idx)", **kwargs):
@@ -691,12 +687,6 @@ def kv_cache_chunked_prefill(impl):
                      "scaled_dot_product_attention, aligns it top-left and hides cached positions.")
 
 
-def greedy(model, idx, steps):
-    for _ in range(steps):
-        idx = torch.cat([idx, logits_of(model, idx)[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
 @check("generate gives the same greedy tokens with and without the cache", points=2)
 def generate_cache_same(impl):
     V, L = 25, 16
@@ -705,7 +695,7 @@ def generate_cache_same(impl):
     for T in (1, 6):
         idx = torch.randint(0, V, (3, T))
         steps = L - T  # up to max_seq_len
-        expected = greedy(model, idx, steps)
+        expected = greedy_continuation(model, idx, steps)
         for use_cache in (False, True):
             what = f"generate(idx with T={T}, {steps}, use_cache={use_cache})"
             out = model.generate(idx, steps, use_cache)
