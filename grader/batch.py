@@ -63,7 +63,7 @@ class Outcome:
     note: str = ""  # empty when the grader ran to the end and its records were read
     seconds: float = 0.0
     folder: Path | None = None
-    fingerprint: str = ""  # what was graded (see `fingerprint`); empty when nothing was
+    fingerprint: str = ""  # what was graded (see `fingerprint`), when a class is graded
     kept: bool = False  # read back from an earlier run's records, not graded now
     interrupted: bool = False  # the run was stopped while this learner was graded: grade again
 
@@ -197,7 +197,6 @@ def grade_submission(
         note = f"No {', '.join(missing)} in this submission, so none of this stage's checks could be counted."
         return Outcome(learner or folder.name, error_records(stage, expected or [], note), note, 0.0, folder)
     started = time.perf_counter()
-    key = fingerprint(folder, stage, isolate)
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as tmp:
         results = Path(tmp) / "records.json"
         argv = ["check", stage.id, "--impl", str(folder), "--json", str(results), *(["--isolate"] if isolate else [])]
@@ -224,7 +223,7 @@ def grade_submission(
             if _stopping.is_set():
                 note = "Grading was interrupted before this learner's checks were done; grade them again."
                 return Outcome(learner or folder.name, error_records(stage, expected or [], note), note,
-                               round(seconds, 2), folder, key, interrupted=True)
+                               round(seconds, 2), folder, interrupted=True)
             note = _exit_note(code, tail)
         else:
             try:
@@ -233,7 +232,7 @@ def grade_submission(
                 note = f"The grader's results for this submission could not be read ({exc}); no check could be counted."
         if note:
             records = error_records(stage, expected or [], note)
-    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder, key)
+    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder)
 
 
 class GradingStopped(Exception):
@@ -486,6 +485,7 @@ def grade_class(
         else:
             outcome = grade_submission(course, stage, stage_folder, expected, timeout, learner=folder.name,
                                        threads=threads, isolate=isolate, forked=os.name == "posix")
+            outcome.fingerprint = key
         if outcome.interrupted:
             return outcome  # no records: the next run grades this learner
         exporters.write_learner(out, outcome, stage, exports)
