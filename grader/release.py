@@ -20,8 +20,10 @@ STUB = 'raise NotImplementedError("Write this part of {owner}, then run the chec
 STUB_OWNER = re.compile(r'raise NotImplementedError\("Write this part of ([\w.]+),')
 DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 # What a student release leaves out: the reference, the hidden checks, the mutants (they
-# quote the reference) and the project's own tests and benchmarks.
-NOT_RELEASED = {"solutions", "tests", "benchmarks", ".git", ".ci", ".venv", "mutants", "hidden.py", "__pycache__"}
+# quote the reference), the project's own tests and benchmarks, and the authors' and
+# instructors' docs. Its README.md is written for learners, from docs/RELEASE_README.md.
+NOT_RELEASED = {"solutions", "tests", "benchmarks", "docs", ".git", ".ci", ".venv", "mutants", "hidden.py", "__pycache__"}
+RELEASE_README = Path("docs") / "RELEASE_README.md"
 
 
 def make_stub(source: str, filename: str = "<solution>") -> str:
@@ -151,6 +153,15 @@ def build_release(course: Course, outdir: Path) -> None:
             hidden[stage.id] = len(load_checks(path, "hidden"))
     manifest = outdir / "grader" / "release_manifest.json"
     manifest.write_text(json.dumps({"hidden_checks": hidden}, indent=2) + "\n", encoding="utf-8")
+    (outdir / "README.md").write_text(learner_readme(course), encoding="utf-8")
+
+
+def learner_readme(course: Course) -> str:
+    """The release's README: the learner's quickstart and the table of the stages it holds."""
+    rows = ["| stage | what you build | points |", "| --- | --- | --- |"]
+    rows += [f"| {s.id} | {s.title} | {s.points} |" for s in course.stages if s.available]
+    template = (course.root / RELEASE_README).read_text(encoding="utf-8")
+    return template.replace("{title}", f"{course.name}: {course.title}").replace("{stage_table}", "\n".join(rows))
 
 
 def _tracked_files(root: Path) -> list[Path]:
