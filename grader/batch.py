@@ -19,7 +19,6 @@ kernel imports it to grade one submission.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import intake
 from .course import Course, CourseError, Stage
 from .results import ERROR, Record, score
 from .sandbox.jail import die_with_parent
@@ -63,7 +63,7 @@ class Outcome:
     note: str = ""  # empty when the grader ran to the end and its records were read
     seconds: float = 0.0
     folder: Path | None = None
-    fingerprint: str = ""  # what was graded (see `fingerprint`), when a class is graded
+    fingerprint: str = ""  # what was graded (intake.fingerprint), when a class is graded
     kept: bool = False  # read back from an earlier run's records, not graded now
     interrupted: bool = False  # the run was stopped while this learner was graded: grade again
 
@@ -135,38 +135,6 @@ def expected_checks(stage: Stage) -> list[ExpectedCheck]:
     return [ExpectedCheck(c.id, c.title, float(c.points), c.visibility) for c in stage_checks(stage)]
 
 
-def find_stage_folder(base: Path, stage: Stage) -> Path | None:
-    """Where a submission keeps the stage's files.
-
-    Learners hand in the files themselves, the stage folder, or their whole copy of the
-    course (a GitHub Classroom repository); an LMS download may add a folder around any
-    of these. The first folder, nearest first, that holds every one of the stage's files.
-    """
-    candidates = [base, base / stage.id, base / "exercises" / stage.id]
-    for folder in candidates:
-        if all((folder / f).is_file() for f in stage.files):
-            return folder
-    found = []
-    for path in sorted(base.rglob(stage.files[0])):
-        depth = len(path.relative_to(base).parts)
-        parts = set(path.relative_to(base).parts)
-        if depth <= 4 and not parts & {"__pycache__", "__MACOSX", ".git", ".venv", "solutions"}:
-            if all((path.parent / f).is_file() for f in stage.files):
-                found.append((depth, str(path.parent), path.parent))
-    return min(found)[2] if found else None
-
-
-def fingerprint(folder: Path, stage: Stage, isolate: bool) -> str:
-    """What a grade depends on: the stage, the mode, and the Python files graded (the stage's
-    files and any module of the learner's beside them). A learner whose fingerprint is
-    unchanged since their records were written is not graded again."""
-    digest = hashlib.sha256(f"{stage.id}\0{'isolated' if isolate else 'in-process'}".encode())
-    for path in sorted({*(folder / f for f in stage.files), *folder.glob("*.py")}):
-        digest.update(f"\0{path.name}\0".encode())
-        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
-    return digest.hexdigest()
-
-
 def error_records(stage: Stage, expected: Iterable[ExpectedCheck], message: str) -> list[Record]:
     return [Record(stage.id, c.check_id, c.title, 0, c.points, ERROR, message, c.visibility, 0.0) for c in expected]
 
@@ -190,12 +158,13 @@ def grade_submission(
     records, only the note. `isolate` runs the learner's code in the sandbox; `forked` starts
     the grading process from the preloaded fork server instead of a fresh `python` (`python`).
     """
-    folder = Path(folder).resolve()
+    folder = Path(folder).absolute()
+    learner = learner or intake.shown(folder.name)
     timeout = hard_timeout(stage) if timeout is None else timeout
-    missing = [f for f in stage.files if not (folder / f).is_file()]
-    if missing:
-        note = f"No {', '.join(missing)} in this submission, so none of this stage's checks could be counted."
-        return Outcome(learner or folder.name, error_records(stage, expected or [], note), note, 0.0, folder)
+    try:
+        intake.take(folder, stage)  # refused here, no process is started for it
+    except intake.Refused as exc:
+        return Outcome(learner, error_records(stage, expected or [], str(exc)), str(exc), 0.0, folder)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as tmp:
         results = Path(tmp) / "records.json"
@@ -222,8 +191,8 @@ def grade_submission(
         elif not results.is_file():
             if _stopping.is_set():
                 note = "Grading was interrupted before this learner's checks were done; grade them again."
-                return Outcome(learner or folder.name, error_records(stage, expected or [], note), note,
-                               round(seconds, 2), folder, interrupted=True)
+                return Outcome(learner, error_records(stage, expected or [], note), note, round(seconds, 2), folder,
+                               interrupted=True)
             note = _exit_note(code, tail)
         else:
             try:
@@ -232,7 +201,7 @@ def grade_submission(
                 note = f"The grader's results for this submission could not be read ({exc}); no check could be counted."
         if note:
             records = error_records(stage, expected or [], note)
-    return Outcome(learner or folder.name, records, note, round(seconds, 2), folder)
+    return Outcome(learner, records, note, round(seconds, 2), folder)
 
 
 class GradingStopped(Exception):
@@ -429,10 +398,14 @@ def _read_records(path: Path, stage: Stage, expected: list[ExpectedCheck] | None
 
 
 def learner_folders(submissions: Path) -> list[Path]:
-    """One folder per learner; hidden folders and loose files are not learners."""
+    """One folder per learner; hidden folders and loose files are not learners. A learner
+    "folder" that is a link is listed all the same, so that intake refuses it and says why."""
     if not submissions.is_dir():
         raise CourseError(f"{submissions} is not a folder. Give the folder that holds one folder per learner.")
-    folders = [p for p in sorted(submissions.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+    folders = [
+        p for p in sorted(submissions.iterdir())
+        if (p.is_symlink() or p.is_dir()) and not p.name.startswith((".", "__"))
+    ]
     if not folders:
         raise CourseError(
             f"{submissions} has no learner folders. Put each learner's files in a folder named after them "
@@ -470,29 +443,46 @@ def grade_class(
     expected = expected_checks(stage)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
+    salt = f"{stage.id}\0{'isolated' if isolate else 'in-process'}"
+
     def one(folder: Path) -> Outcome:
-        stage_folder = find_stage_folder(folder, stage)
-        key = fingerprint(stage_folder or folder, stage, isolate)
-        kept = exporters.read_learner(out, folder.name, stage, expected, key)
-        if kept is not None:
-            outcome = kept
-        elif stage_folder is None:
+        learner = intake.shown(folder.name)
+        try:
+            outcome = grade_learner(folder, learner)
+        except GradingStopped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one learner never stops the class
             note = (
-                f"No {', '.join(stage.files)} in this submission, so none of this stage's checks could be counted. "
-                f"The grader looked in {folder.name}/, {folder.name}/{stage.id}/ and the folders below."
+                f"The grader could not grade this submission: {type(exc).__name__}: {intake.shown(str(exc))[:300]}. "
+                "Nothing was counted; tell your instructor, who can grade it again."
             )
-            outcome = Outcome(folder.name, error_records(stage, expected, note), note, 0.0, folder, key)
-        else:
-            outcome = grade_submission(course, stage, stage_folder, expected, timeout, learner=folder.name,
-                                       threads=threads, isolate=isolate, forked=os.name == "posix")
-            outcome.fingerprint = key
+            outcome = Outcome(learner, error_records(stage, expected, note), note, 0.0, folder)
         if outcome.interrupted:
             return outcome  # no records: the next run grades this learner
-        exporters.write_learner(out, outcome, stage, exports)
+        try:
+            exporters.write_learner(out, outcome, stage, exports)
+        except Exception as exc:  # noqa: BLE001 - the others' records and scores.csv are still written
+            outcome.note = outcome.note or f"This learner's records could not be written ({type(exc).__name__}: {exc})."
         if progress:
             progress.update(outcome)
         if on_outcome:
             on_outcome(outcome)
+        return outcome
+
+    def grade_learner(folder: Path, learner: str) -> Outcome:
+        try:
+            taken = intake.take(folder, stage)
+            key = intake.fingerprint(taken, salt)
+        except intake.Refused as exc:
+            key = intake.refusal_fingerprint(str(exc), salt)
+            kept = exporters.read_learner(out, learner, stage, expected, key)
+            return kept or Outcome(learner, error_records(stage, expected, str(exc)), str(exc), 0.0, folder, key)
+        kept = exporters.read_learner(out, learner, stage, expected, key)
+        if kept is not None:
+            return kept
+        outcome = grade_submission(course, stage, taken.folder, expected, timeout, learner=learner,
+                                   threads=threads, isolate=isolate, forked=os.name == "posix")
+        outcome.fingerprint = key
         return outcome
 
     if progress:

@@ -170,7 +170,25 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
             passed = sum(r.status == PASSED for r in o.records)
             counted = sum(r.counts for r in o.records)
             graded = "no" if o.note else "yes"
-            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, o.note.splitlines()[0] if o.note else "", *points])
+            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, reason(o.records, o.note), *points])
+
+
+def reason(records: list[Record], note: str = "") -> str:
+    """One line for scores.csv that says why a learner has the score they have."""
+    if note:
+        return note.splitlines()[0]
+    counted = [r for r in records if r.counts]
+    missed = [r for r in counted if r.status != PASSED]
+    if not counted:
+        return "No check could run here; nothing was counted." if records else "No checks."
+    if not missed:
+        return "Every check passed."
+    messages = {r.message for r in missed}
+    first = (missed[0].message.splitlines() or [""])[0]
+    if len(missed) == len(counted) and len(messages) == 1:
+        return first  # one cause for every check: the code did not import, or was not graded
+    line = f"{len(missed)} of {len(counted)} checks did not pass; first, {missed[0].title}: {first}"
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -292,18 +310,21 @@ def build_gradescope_zip(course, stage: "Stage", zip_path: Path) -> list[str]:
 
 def run_gradescope(course, stage: "Stage", submission: Path, results_path: Path) -> dict:
     """Grade one Gradescope submission and write its results.json (what run_autograder calls)."""
-    from .batch import Outcome, error_records, expected_checks, find_stage_folder, grade_submission
+    from . import intake
+    from .batch import Outcome, error_records, expected_checks, grade_submission
 
     expected = expected_checks(stage)
-    folder = find_stage_folder(submission, stage) if submission.is_dir() else None
-    if folder is None:
-        note = (
-            f"Your submission has no {', '.join(stage.files)}. Upload the file(s) themselves, "
-            f"or the {stage.id} folder that holds them."
-        )
+    try:
+        folder = intake.take(submission, stage).folder
+    except intake.Refused as exc:
+        note = f"{exc}\nUpload {', '.join(stage.files)} itself, or the {stage.id} folder that holds it."
         outcome = Outcome("submission", error_records(stage, expected, note), note)
     else:
-        outcome = grade_submission(course, stage, folder, expected, learner="submission")
+        try:
+            outcome = grade_submission(course, stage, folder, expected, learner="submission")
+        except Exception as exc:  # noqa: BLE001 - Gradescope must always get a results.json
+            note = f"The grader could not grade this submission ({type(exc).__name__}: {exc}). Nothing was counted."
+            outcome = Outcome("submission", error_records(stage, expected, note), note)
     results = gradescope_results(outcome.records, outcome.note, outcome.seconds)
     _write_json(results_path, results)
     return results

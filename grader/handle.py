@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import intake
 from .course import Course, CourseError, Stage
 
 PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
@@ -70,11 +71,12 @@ class NotImplementedByLearner(BaseException):
 class Implementation:
     """The code under test for one stage: the learner's files, or the reference's."""
 
-    def __init__(self, label: str, stage: Stage, search_path: list[Path]):
+    def __init__(self, label: str, stage: Stage, search_path: list[Path], refused: str = ""):
         self.label = label  # shown in reports
         self.role = "impl"  # how hypothesis' failing examples name it
         self.stage = stage
         self.search_path = search_path  # the stage's own folder first, then its dependencies
+        self.refused = refused  # why intake would not take these files (grader/intake.py); "" when it did
         self._modules: dict[str, types.ModuleType] = {}
 
     def __repr__(self) -> str:
@@ -82,9 +84,12 @@ class Implementation:
 
     @property
     def files(self) -> list[Path]:
-        return [self.search_path[0] / f for f in self.stage.files]
+        """The stage's files; none when intake refused them (nothing of them is read)."""
+        return [] if self.refused else [self.search_path[0] / f for f in self.stage.files]
 
     def load(self, all_module_names: set[str]) -> None:
+        if self.refused:
+            raise LoadError(self.refused)
         for path in self.files:
             if not path.is_file():
                 raise LoadError(f"{path} is missing. Each stage needs its files: {', '.join(self.stage.files)}.")
@@ -232,6 +237,7 @@ def learner_location(exc: BaseException, search_path: list[Path]) -> str:
 
 def resolve(course: Course, stage: Stage, impl: str, deps: str) -> Implementation:
     """Find the code for `--impl exercises|solutions|PATH`, with earlier stages from `deps`."""
+    refused = ""
     if impl in ("exercises", "solutions"):
         if impl == "solutions" and course.is_release:
             raise CourseError("This is a student release: it has no solutions/. Check your own code with --impl exercises.")
@@ -239,26 +245,29 @@ def resolve(course: Course, stage: Stage, impl: str, deps: str) -> Implementatio
         folder = base / stage.id
         label = impl
     else:
-        base = Path(impl).expanduser().resolve()
-        if not base.exists():
+        # Not resolved: intake must see a link as a link (a learner's folder that links to a classmate's).
+        base = Path(impl).expanduser().absolute()
+        if not (base.exists() or base.is_symlink()):
             raise CourseError(f"--impl {impl}: no such folder.")
-        if (base / stage.id).is_dir():
-            folder = base / stage.id
-        elif all((base / f).exists() for f in stage.files):
-            folder, base = base, base.parent
-        else:
-            raise CourseError(
-                f"--impl {impl}: expected a folder holding {stage.id}/ or the stage's files ({', '.join(stage.files)})."
-            )
+        try:
+            folder = intake.take(base, stage).folder
+        except intake.Refused as exc:
+            folder, refused = base, str(exc)
+        base = folder.parent  # where the learner's earlier stages are, with --deps own
         label = "submission"
     search_path = [folder]
     for dep in course.dependencies(stage):
         if deps == "reference" and not course.is_release:
             search_path.append(course.root / "solutions" / dep.id)
-        else:
-            own = base / dep.id
-            search_path.append(own if own.is_dir() else course.root / "exercises" / dep.id)
-    return Implementation(label, stage, search_path)
+            continue
+        own = base / dep.id
+        if label == "submission" and (own.is_symlink() or own.is_dir()) and not refused:
+            try:
+                intake.take(own, folder=own)
+            except intake.Refused as exc:
+                refused = f"Your earlier stage {dep.id}: {exc}"
+        search_path.append(own if own.is_dir() and not own.is_symlink() else course.root / "exercises" / dep.id)
+    return Implementation(label, stage, search_path, refused)
 
 
 def reference(course: Course, stage: Stage) -> Implementation:

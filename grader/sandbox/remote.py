@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from hypothesis import register_random
 
+from .. import intake
 from ..course import Course, Stage
 from ..handle import Implementation, LearnerCallable, LearnerError, LoadError, NotImplementedByLearner, ObjectHandle
 from . import protocol, wire
-from .jail import Sandbox, SandboxFailure, _size, copy_submission, start_sandbox
+from .jail import Sandbox, SandboxFailure, _size, start_sandbox
 
 GRACE = 1.0  # the runner's own alarm stops a slow check; this is the backstop behind it
 MAX_PARTS = 5_000_000  # pieces of plain data in one answer
@@ -69,7 +70,7 @@ class RemoteImplementation:
         self.sandbox = sandbox or start_sandbox(course, local.stage)
         self.label = f"{local.label}; {self.sandbox.describe()}"
         self.isolation = {"mode": self.sandbox.mode, "sandboxed": self.sandbox.mode == "bwrap", "reason": self.sandbox.reason}
-        self.left_out: list[str] = []
+        self.refused = local.refused
         self._copy_files()
         self._modules: dict[str, int] = {}
         self._all_modules: set[str] = set()
@@ -93,18 +94,25 @@ class RemoteImplementation:
     # -- files ------------------------------------------------------------------------------
 
     def _copy_files(self) -> None:
+        """The submission and the earlier stages into the sandbox, through intake: no link is
+        followed, nothing outside the learner's folder is read, odd files refuse the submission."""
         box = self.sandbox
-        self.left_out = copy_submission(self.search_path[0], box.work)
-        for source in self.search_path[1:]:
-            target = box.dep_dirs.get(source.name)
-            if target is not None and source.is_dir():
-                copy_submission(source, target)
+        sources = [(self.search_path[0], box.work, self.stage)]
+        sources += [(source, box.dep_dirs.get(source.name), None) for source in self.search_path[1:]]
+        for source, target, stage in sources:
+            if self.refused or target is None or not source.is_dir():
+                continue
+            try:
+                intake.copy(intake.take(source, stage, folder=source), target)
+            except intake.Refused as exc:
+                self.refused = str(exc)
         self.child_search_path = [box.work] + [box.dep_dirs.get(p.name, p) for p in self.search_path[1:]]
 
     @property
     def files(self) -> list[Path]:
-        """The stage's files as copied when grading began (what the child imports)."""
-        return [self.sandbox.work / f for f in self.stage.files]
+        """The stage's files as copied when grading began (what the child imports); none when
+        intake refused the submission."""
+        return [] if self.refused else [self.sandbox.work / f for f in self.stage.files]
 
     @property
     def scan_files(self) -> list[Path]:
@@ -116,12 +124,8 @@ class RemoteImplementation:
 
     def load(self, all_module_names: set[str]) -> None:
         self._all_modules = set(all_module_names)
-        for name in self.stage.files:
-            if not (self.sandbox.work / name).is_file():
-                original = self.search_path[0] / name
-                if original.is_symlink():
-                    raise LoadError(f"{original} is a link; the grader reads regular files only. Put the file itself in the folder.")
-                raise LoadError(f"{original} is missing. Each stage needs its files: {', '.join(self.stage.files)}.")
+        if self.refused:
+            raise LoadError(self.refused)
         if not self.sandbox.alive:
             self.sandbox.start()
         self._load_modules()
