@@ -26,7 +26,6 @@ class Stage:
     title: str
     points: int
     files: tuple[str, ...]
-    depends: tuple[str, ...]
     forbidden: tuple[str, ...]
     time_limit: float
     check_time_limit: float
@@ -76,15 +75,14 @@ class Course:
         raise CourseError(f"There is no stage '{stage_id}'.{hint} The stages are: {', '.join(ids)}.")
 
     def dependencies(self, stage: Stage) -> list[Stage]:
-        """Every earlier stage `stage` builds on, nearest first, each once."""
-        seen: list[Stage] = []
-        todo = list(stage.depends)
-        while todo:
-            dep = self.stage(todo.pop(0))
-            if dep not in seen:
-                seen.append(dep)
-                todo.extend(dep.depends)
-        return seen
+        """The stages `stage` may build on, nearest first: every earlier stage.
+
+        Derived from the order of the stages, never from a hand-kept list that could miss
+        one: a learner's 06 that does `from softmax import causal_mask` imports the same way
+        in every mode (check, --isolate, grade, nbgrader, Gradescope).
+        """
+        index = self.stages.index(stage)
+        return [s for s in reversed(self.stages[:index]) if s.available]
 
 
 def load_course(root: Path = ROOT) -> Course:
@@ -103,7 +101,6 @@ def load_course(root: Path = ROOT) -> Course:
                 title=entry["title"],
                 points=int(entry["points"]),
                 files=tuple(entry["files"]),
-                depends=tuple(entry.get("depends", ())),
                 forbidden=tuple(entry.get("forbidden", ())),
                 time_limit=float(entry.get("time_limit", 120)),
                 check_time_limit=float(entry.get("check_time_limit", 60)),
