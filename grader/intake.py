@@ -120,10 +120,13 @@ def _open_below(root: Path, relative: PurePosixPath) -> int:
 
 
 def _entries(fd: int) -> list[tuple[str, os.stat_result]]:
-    """Names in an open folder with their lstat, sorted (never following a link)."""
+    """Names in an open folder with their lstat, sorted (never following a link); at most
+    MAX_NAMES + 1 of them, which is enough to refuse a folder that holds more."""
     found = []
     with os.scandir(fd) as it:
         for entry in it:
+            if len(found) > MAX_NAMES:
+                break
             try:
                 found.append((entry.name, entry.stat(follow_symlinks=False)))
             except OSError:

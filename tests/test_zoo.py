@@ -43,6 +43,7 @@ COUNTS = ("counts_match", "count_model_matches_reference")
 NLL = ("average_nll_matches", "count_model_matches_reference")
 PROBS = ("probs_are_smoothed_rows", "count_model_matches_reference")
 LIMIT = ("Took longer than", "CPU time", "processes or threads", "stopped", "limit")
+LINKS_SAY = "is a link. Links are not accepted"
 # The grader's files the attacks write to or delete. They are checked, never restored: other
 # work may change them while the zoo runs, so the test looks only for what an attack would
 # leave (a missing file, or the ZOO-PLANTED text that every write attack writes).
@@ -95,14 +96,38 @@ ATTACKS = [
     Attack("kill_parent", COUNTS, ("counts[", "stopped by", "exit status", "stopped answering"), sandbox_only=True),
     Attack("grader_probe_patch", ("training_matches_counts",), ("After 200 AdamW steps", "does not require grad"), honest=("counts_match", "vocab_round_trip")),
     Attack("stdout_flood", COUNTS, ("Printed more than",), limits=(("output_limit", 256),)),
-    Attack("symlink_reference", COUNTS, ("counts[",)),
+    # A helper module that links to the reference: intake refuses the whole submission.
+    Attack("symlink_reference", (*COUNTS, *HONEST), (LINKS_SAY,), honest=()),
 ]
+
+
+# Intake attacks (tests/zoo/<name>/make.py builds the learner's folder): links, and files
+# that are not what they seem. Each learner is refused with a message that says why.
+LINKS = "Links are not accepted"
+INTAKE_ATTACKS = {
+    "link_stage_file_to_solutions": LINKS,
+    "link_stage_folder_to_classmate": LINKS,
+    "link_helper_outside": LINKS,
+    "link_learner_folder": LINKS,
+    "link_into_proc": LINKS,
+    "fifo_stage_file": "is a named pipe",
+    "fifo_beside": "is a named pipe",
+    "non_utf8_name": "is not valid UTF-8",
+    "deep_tree": "folders deep",
+    "many_files": "holds more than",
+}
+# Kernel attacks: files handed in through nbgrader, graded by tests/test_nbgrader.py.
+KERNEL_ATTACKS = ("kernel_launcher_forges", "kernel_launcher_plants_reference", "kernel_grader_shadow")
 
 
 def test_the_zoo_is_complete():
     folders = sorted(p.name for p in ZOO.iterdir() if p.is_dir())
-    assert folders == sorted(a.name for a in ATTACKS)
+    assert folders == sorted([a.name for a in ATTACKS] + list(INTAKE_ATTACKS) + list(KERNEL_ATTACKS))
     assert len(ATTACKS) >= 20
+    for name in INTAKE_ATTACKS:
+        assert (ZOO / name / "make.py").is_file(), name
+    for name in KERNEL_ATTACKS:
+        assert (ZOO / name / "files").is_dir(), name
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -306,3 +331,54 @@ def test_victim_grade_is_unchanged(course, victim):
     bad = [(r.check_id, r.message) for r in records if r.status != PASSED]
     assert not bad
     assert sum(r.points_earned for r in records) == 24
+
+
+# --- intake attacks, in a batch ------------------------------------------------------------------
+
+
+def test_intake_attacks_in_a_batch(course, stage, victim, tmp_path):
+    """Every intake attack in one class with an honest learner and the stub, graded by `grade`
+    (isolated): each attack earns no more than its code earns without the trick (it is
+    refused: 0, with a message that says why), the honest learner earns every point, the stub
+    none, the batch finishes and writes scores.csv, and a rerun keeps every learner."""
+    import csv
+    import importlib.util
+
+    from grader.batch import grade_class
+
+    solution = (ROOT / "solutions" / STAGE / "bigram.py").read_text()
+    stub = (ROOT / "exercises" / STAGE / "bigram.py").read_text()
+    places = {"repo": ROOT, "victim": victim, "solution": solution, "stub": stub}
+    submissions = tmp_path / "class"
+    (submissions / "honest" / STAGE).mkdir(parents=True)
+    (submissions / "honest" / STAGE / "bigram.py").write_text(solution)
+    (submissions / "stub").mkdir()
+    (submissions / "stub" / "bigram.py").write_text(stub)
+    for name in INTAKE_ATTACKS:
+        spec = importlib.util.spec_from_file_location(f"zoo_{name}", ZOO / name / "make.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.make(submissions / name, places)
+    protected = {"victim": digest(victim), "solutions": digest(ROOT / "solutions" / STAGE)}
+
+    started = time.monotonic()
+    outcomes = {o.learner: o for o in grade_class(course, stage, submissions, tmp_path / "grades", workers=2)}
+    assert set(outcomes) == {"honest", "stub", *INTAKE_ATTACKS}
+    assert outcomes["honest"].score == (24, 24), outcomes["honest"].note
+    assert outcomes["stub"].score == (0, 24)
+    for name, says in INTAKE_ATTACKS.items():
+        outcome = outcomes[name]
+        # Without its trick, an attack's code is the stub, nothing, or the honest code.
+        assert outcome.score[0] <= outcomes["stub"].score[0], f"{name} earned {outcome.score}"
+        assert says in outcome.note, f"{name}: {outcome.note}"
+        assert {r.status for r in outcome.records} == {"error"} and all(says in r.message for r in outcome.records)
+    assert {"victim": digest(victim), "solutions": digest(ROOT / "solutions" / STAGE)} == protected
+
+    rows = {r["learner"]: r for r in csv.DictReader(open(tmp_path / "grades" / "scores.csv", encoding="utf-8"))}
+    assert set(rows) == set(outcomes)
+    assert all(rows[name]["note"] for name in rows), "every learner has a reason in scores.csv"
+    assert rows["honest"]["score"] == "24" and rows["honest"]["note"] == "Every check passed."
+
+    again = grade_class(course, stage, submissions, tmp_path / "grades", workers=2)
+    assert all(o.kept for o in again), [o.learner for o in again if not o.kept]
+    print(f"\nintake attacks in a batch: {time.monotonic() - started:.1f} s")
