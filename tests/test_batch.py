@@ -215,3 +215,77 @@ def test_a_killed_run_resumes_and_loses_nothing(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert "Kept 99 learner(s)" in third.stdout and "Graded 1 learner(s)" in third.stdout
     assert json.loads((records / "learner001.json").read_text())["score"] == 3
+
+
+def test_one_learner_never_stops_the_class(tmp_path, monkeypatch):
+    """Learners whose folders break intake (a named pipe, a link to a classmate) and one whose
+    grading raises inside the grader itself, in the middle of a class: each gets error records
+    that say why, every other learner's grade is what it would be alone, scores.csv gives
+    everyone a reason, and a rerun keeps the finished learners and grades the broken one."""
+    from grader import intake
+    from grader.batch import grade_class
+
+    course = load_course()
+    stage = course.stage(STAGE)
+    root = tmp_path / "class"
+    solution = (ROOT / "solutions" / STAGE / "bigram.py").read_text()
+    learners = {
+        "a_honest": solution,
+        "b_partial": count_model_only(),
+        "d_raises": solution,
+        "f_stub": (ROOT / "exercises" / STAGE / "bigram.py").read_text(),
+    }
+    for name, text in learners.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "bigram.py").write_text(text)
+    (root / "c_pipe").mkdir()
+    os.mkfifo(root / "c_pipe" / "bigram.py")
+    (root / "e_link").symlink_to(root / "a_honest")
+
+    real_fingerprint = intake.fingerprint
+
+    def breaks_for_one(taken, salt):
+        if taken.root.name == "d_raises":
+            raise RuntimeError("the disk went away")
+        return real_fingerprint(taken, salt)
+
+    monkeypatch.setattr(intake, "fingerprint", breaks_for_one)
+    out = tmp_path / "grades"
+    outcomes = {o.learner: o for o in grade_class(course, stage, root, out, workers=2, isolate=False)}
+    assert {name: o.score[0] for name, o in outcomes.items()} == {
+        "a_honest": 24, "b_partial": 10, "c_pipe": 0, "d_raises": 0, "e_link": 0, "f_stub": 0,
+    }
+    assert "c_pipe/bigram.py is a named pipe" in outcomes["c_pipe"].note
+    assert "e_link is a link. Links are not accepted" in outcomes["e_link"].note
+    assert "could not grade this submission: RuntimeError: the disk went away" in outcomes["d_raises"].note
+    checks = len(expected_checks(stage))
+    for name in ("c_pipe", "d_raises", "e_link"):
+        records = outcomes[name].records
+        assert len(records) == checks and {r.status for r in records} == {"error"}
+        assert all(r.message == outcomes[name].note for r in records)
+
+    rows = {r["learner"]: r for r in csv.DictReader(open(out / "scores.csv", encoding="utf-8"))}
+    assert set(rows) == set(outcomes)
+    assert all(rows[name]["note"] for name in rows), {name: rows[name]["note"] for name in rows}
+    assert rows["f_stub"]["note"].startswith(f"{checks} of {checks} checks did not pass; first, ")
+    assert "Not implemented yet" in rows["f_stub"]["note"] and rows["a_honest"]["note"] == "Every check passed."
+
+    monkeypatch.setattr(intake, "fingerprint", real_fingerprint)
+    again = {o.learner: o for o in grade_class(course, stage, root, out, workers=2, isolate=False)}
+    assert {name for name, o in again.items() if not o.kept} == {"d_raises"}
+    assert again["d_raises"].score[0] == 24
+
+
+def test_scores_csv_names_the_cause_of_an_import_crash(tmp_path):
+    """A learner whose code crashes at import is graded to the end (every check: the import
+    failed), and scores.csv says so instead of leaving the note empty."""
+    from grader.batch import grade_class
+
+    course = load_course()
+    root = tmp_path / "class"
+    (root / "cleo").mkdir(parents=True)
+    (root / "cleo" / "bigram.py").write_text("import torch\nraise RuntimeError('a bug at the top level')\n")
+    grade_class(course, course.stage(STAGE), root, tmp_path / "grades", isolate=False)
+    (row,) = csv.DictReader(open(tmp_path / "grades" / "scores.csv", encoding="utf-8"))
+    assert row["graded"] == "yes"
+    assert row["note"].startswith("Importing your code failed: RuntimeError: a bug at the top level")
