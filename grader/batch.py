@@ -537,6 +537,9 @@ def command(course: Course, stage: Stage, args) -> int:
         print(f"Kept {kept} learner(s) graded by an earlier run: their files are unchanged since.")
     print(f"  totals:  {out / 'scores.csv'}")
     print(f"  records: {out / 'records'}/<learner>.json")
+    from .classreport import write_for_grade
+
+    print(f"  report:  {write_for_grade(out, outcomes)}")
     for kind in args.export:
         where = out / "gradescope" / "<learner>" / "results.json" if kind == "gradescope" else out / "classroom" / "<learner>.json"
         print(f"  {kind}: {where}")

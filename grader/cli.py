@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--export", action="append", choices=["gradescope", "classroom"], default=[],
                        help="also write each learner's Gradescope results.json or GitHub Classroom runner output")
 
+    report = sub.add_parser("report", help="a class report (one HTML page) from grade's records or Gradescope's results")
+    report.add_argument("records", type=Path, help="grade's OUT/records, or a folder of <learner>/results.json")
+    report.add_argument("--out", type=Path, help="the page to write (default: report.html beside RECORDS)")
+
     gradescope = sub.add_parser("gradescope", help="build a stage's Gradescope autograder zip")
     gradescope.add_argument("stage")
     gradescope.add_argument("--zip", type=Path, dest="zip_path", help="the zip to write (default: gradescope-STAGE.zip)")
@@ -254,3 +258,12 @@ def cmd_nbgrader(args) -> int:
 
 COMMANDS = {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}
 COMMANDS.update(train=cmd_train, grade=cmd_grade, gradescope=cmd_gradescope, nbgrader=cmd_nbgrader)
+
+
+def cmd_report(args) -> int:
+    from .classreport import command
+
+    return command(args)
+
+
+COMMANDS.update(report=cmd_report)
