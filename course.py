@@ -105,21 +105,40 @@ def purelib(python: Path) -> str:
 
 
 def ensure_bubblewrap() -> None:
-    """Best effort: install bubblewrap, the sandbox of isolated grading (`check --isolate`),
-    when it is missing and this is root on Debian or Ubuntu. Never fails the set-up: without
-    it, grading still isolates learner code in its own process and says loudly that it is
-    not sandboxed."""
+    """Best effort: install bubblewrap, the sandbox of isolated grading (`check --isolate`).
+    Never fails the set-up: without it, grading still isolates learner code in its own
+    process and says loudly that it is not sandboxed."""
+    ensure_system_package("bwrap", "bubblewrap", "the sandbox for grading",
+                          "grading will run without a sandbox and say so")
+
+
+# Browsers that tests/test_classreport.py can open the class report in, the first found.
+HEADLESS_BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def ensure_browser() -> None:
+    """Best effort: install a headless browser, in which tests/test_classreport.py opens the
+    class report. Without one that test fails and says how to install it."""
     import shutil
 
-    if shutil.which("bwrap") or os.name != "posix" or os.geteuid() != 0 or not Path("/etc/debian_version").exists():
+    if not any(shutil.which(name) for name in HEADLESS_BROWSERS):
+        ensure_system_package("chromium-headless-shell", "chromium-headless-shell",
+                              "a headless browser for the class report's test", "that test will fail and say why")
+
+
+def ensure_system_package(command: str, package: str, purpose: str, otherwise: str) -> None:
+    """Install a Debian package when `command` is missing and this is root on Debian or Ubuntu."""
+    import shutil
+
+    if shutil.which(command) or os.name != "posix" or os.geteuid() != 0 or not Path("/etc/debian_version").exists():
         return
-    print("Installing bubblewrap (the sandbox for grading) ...")
+    print(f"Installing {package} ({purpose}) ...")
     try:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"]):
-            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, timeout=600)
+        for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
+            subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, timeout=600)
     except (OSError, subprocess.SubprocessError) as exc:
-        print(f"Could not install bubblewrap ({exc}); grading will run without a sandbox and say so.")
+        print(f"Could not install {package} ({exc}); {otherwise}.")
 
 
 def write_exercise_paths(python: Path) -> None:
@@ -158,6 +177,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     python = set_up(PROJECT_TESTS)
+    ensure_browser()
     return subprocess.run([str(python), "-m", "pytest", *(rest or ["-q"])], cwd=ROOT).returncode
 
 

@@ -3,6 +3,7 @@ Gradescope's results; a real headless browser renders it, with the class's numbe
 learners' names and messages stay text, never markup."""
 import base64
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +25,6 @@ from grader.results import Record
 STAGE = "02_bigram"
 HOSTILE_NAME = "<img src=x onerror=document.title=1>"  # a learner's folder name
 HOSTILE_MESSAGE = "<script>document.title='pwned'</script>"  # what a learner's exception says
-BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -112,13 +112,21 @@ class Page(HTMLParser):
         return found[0]
 
 
+def headless_browsers() -> tuple[str, ...]:
+    """The browsers `python course.py test` looks for (and installs the first of)."""
+    spec = importlib.util.spec_from_file_location("course_setup", ROOT / "course.py")
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)
+    return setup.HEADLESS_BROWSERS
+
+
 def browser() -> str:
-    for name in BROWSERS:
+    for name in headless_browsers():
         path = shutil.which(name)
         if path:
             return path
     pytest.fail(
-        "No headless browser found to open the class report (looked for " + ", ".join(BROWSERS) + "). "
+        "No headless browser found to open the class report (looked for " + ", ".join(headless_browsers()) + "). "
         "`python course.py test` installs chromium-headless-shell on Debian or Ubuntu when run as root; "
         "elsewhere install Chromium (`apt-get install chromium-headless-shell`, `brew install chromium`).",
         pytrace=False,
