@@ -42,11 +42,20 @@ ROWS = [
 
 
 def load_train(impl: str):
+    """Stage 09's train module of `impl` (solutions or exercises), with its stages 06-08; sys.path
+    and the stage modules are put back afterwards, so the grader can load its own copies later."""
     base = ROOT / impl
+    saved = list(sys.path)
+    names = [f.stem for s in STAGES for f in (base / s).glob("*.py")]
     sys.path[:0] = [str(base / s) for s in STAGES]
-    import train
+    try:
+        import train
 
-    return train
+        return train
+    finally:
+        sys.path[:] = saved
+        for name in names:
+            sys.modules.pop(name, None)
 
 
 def flops_per_token(n_params: int, cfg: dict) -> float:
@@ -58,11 +67,11 @@ def flops_per_token(n_params: int, cfg: dict) -> float:
 def build(train, cfg: dict, row: dict, device: str):
     torch.manual_seed(0)
     config = train.GPT2Config(**cfg)
-    if row["flash"]:
-        model = train.FastGPT2(config, vocab_multiple=64 if row["pad"] else 1)
-    else:
-        model = train.GPT2(config)
-    model = model.to(device)
+    with torch.device(device):  # built where it runs, never in host memory first
+        if row["flash"]:
+            model = train.FastGPT2(config, vocab_multiple=64 if row["pad"] else 1)
+        else:
+            model = train.GPT2(config)
     n_params = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
     optimizer = train.make_optimizer(model, 0.1, 6e-4, "cuda" if row["fused"] and device == "cuda" else "cpu")
     if row["compile"]:
@@ -72,6 +81,13 @@ def build(train, cfg: dict, row: dict, device: str):
 
 def time_row(train, cfg, row, batch, steps, device) -> tuple[float, int]:
     torch.set_float32_matmul_precision("highest")
+    try:
+        return _time_row(train, cfg, row, batch, steps, device)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def _time_row(train, cfg, row, batch, steps, device) -> tuple[float, int]:
     if row["tf32"]:
         train.configure_tf32()
     model, optimizer, n_params = build(train, cfg, row, device)
@@ -95,6 +111,36 @@ def time_row(train, cfg, row, batch, steps, device) -> tuple[float, int]:
     return statistics.median(times), n_params
 
 
+GPT2_124M = dict(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768)
+TINY = dict(block_size=64, vocab_size=65, n_layer=2, n_head=2, n_embd=64)
+NANOGPT_MFU_GOAL = 0.50  # nanoGPT's reported MFU for GPT-2 124M on an A100; see benchmarks/GPU.md
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU we know by name, in FLOP/s."""
+    return next((v for k, v in PEAKS.items() if k in device_name), None)
+
+
+def ablation(train, cfg: dict, rows: list, batch: int, steps: int, device: str, peak: float | None, progress=None) -> list[dict]:
+    """Each row of the table: its title, seconds per step, tokens per second, the speed-up over
+    the first row, and the MFU (None without a known peak). `progress(title)` is called before each row."""
+    table, first = [], None
+    for title, row in rows:
+        if progress:
+            progress(title)
+        seconds, n_params = time_row(train, cfg, row, batch, steps, device)
+        tokens = batch * cfg["block_size"]
+        first = first or seconds
+        table.append({
+            "title": title,
+            "seconds": seconds,
+            "tokens_per_second": tokens / seconds,
+            "speedup": first / seconds,
+            "mfu": flops_per_token(n_params, cfg) * tokens / seconds / peak if peak else None,
+        })
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--impl", default="solutions", help="solutions (default) or exercises")
@@ -107,27 +153,24 @@ def main() -> int:
     train = load_train(args.impl)
     cuda = torch.cuda.is_available() and not args.cpu
     if cuda:
-        device, cfg, label = "cuda", dict(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768), ""
+        device, cfg, label = "cuda", GPT2_124M, ""
         name = torch.cuda.get_device_name()
-        peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in PEAKS.items() if k in name), None)
+        peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(name)
         print(f"{name}: GPT-2 124M, batch {args.batch} x T 1024, {args.steps} timed steps per row")
         rows = ROWS
     else:
         if not args.cpu:
             print("No CUDA GPU here: these speed-ups are GPU features. Running a tiny model on the CPU instead;")
             print("the figures below only show that the code runs (CPU, not meaningful).")
-        device, cfg, label = "cpu", dict(block_size=64, vocab_size=65, n_layer=2, n_head=2, n_embd=64), " (CPU, not meaningful)"
+        device, cfg, label = "cpu", TINY, " (CPU, not meaningful)"
         args.batch, args.steps, peak = min(args.batch, 4), min(args.steps, 3), None
         rows = [r for r in ROWS if not r[1]["compile"]]  # compiling for a CPU takes long and says nothing here
     print()
     print(f"{'configuration':<28} {'ms/step':>9} {'tokens/s':>12} {'speed-up':>9} {'MFU':>6}")
-    first = None
-    for title, row in rows:
-        seconds, n_params = time_row(train, cfg, row, args.batch, args.steps, device)
-        tokens = args.batch * cfg["block_size"]
-        first = first or seconds
-        mfu = f"{flops_per_token(n_params, cfg) * tokens / seconds / peak:6.1%}" if peak else "     -"
-        print(f"{title:<28} {seconds * 1e3:9.1f} {tokens / seconds:12,.0f} {first / seconds:8.2f}x {mfu}{label}")
+    for row in ablation(train, cfg, rows, args.batch, args.steps, device, peak):
+        mfu = f"{row['mfu']:6.1%}" if row["mfu"] is not None else "     -"
+        print(f"{row['title']:<28} {row['seconds'] * 1e3:9.1f} {row['tokens_per_second']:12,.0f} "
+              f"{row['speedup']:8.2f}x {mfu}{label}")
     return 0
 
 

@@ -517,27 +517,36 @@ def compiled_loss(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tens
     fullgraph=True) without generating code, so it needs no C++ compiler and runs in
     seconds. Returns {'ok', 'loss', 'eager_loss', 'error'}.
     """
-    import sys
-
     import torch._dynamo
 
     torch._dynamo.reset()
     eager = model(idx, targets)[1]
-    # Dynamo imports, by name, the module of each function it inlines; the grader's loader
-    # takes the stage modules out of sys.modules after importing them. Put them back meanwhile.
-    hidden = {name: module for name, module in _modules_of(model).items() if name not in sys.modules}
-    sys.modules.update(hidden)
     try:
-        compiled = torch.compile(model, backend="eager", fullgraph=True)
-        loss = compiled(idx, targets)[1]
+        with _modules_visible(_modules_of(model)):
+            compiled = torch.compile(model, backend="eager", fullgraph=True)
+            loss = compiled(idx, targets)[1]
     except Exception as exc:  # noqa: BLE001 - what dynamo says is the answer
         text = str(exc).strip().splitlines()
         return {"ok": False, "loss": None, "eager_loss": eager, "error": f"{type(exc).__name__}: {' '.join(text[:6])[:600]}"}
     finally:
         torch._dynamo.reset()
+    return {"ok": True, "loss": loss, "eager_loss": eager, "error": ""}
+
+
+@contextlib.contextmanager
+def _modules_visible(modules: dict):
+    """Dynamo imports, by name, the module of each function it inlines; the grader's loader
+    takes the stage modules out of sys.modules after importing them. Put them back meanwhile
+    (only names that are free: another implementation's module of the same name stays)."""
+    import sys
+
+    hidden = {name: module for name, module in modules.items() if name not in sys.modules}
+    sys.modules.update(hidden)
+    try:
+        yield
+    finally:
         for name in hidden:
             sys.modules.pop(name, None)
-    return {"ok": True, "loss": loss, "eager_loss": eager, "error": ""}
 
 
 def _matmul_precision() -> str:
@@ -547,22 +556,30 @@ def _matmul_precision() -> str:
         return "highest"
 
 
-class GpuTrainer:
-    """A learner's (or the reference's) stage 09 training step on CUDA, ready to time: FastGPT2 of
-    `sizes`, make_optimizer(..., "cuda"), optionally torch.compile, bf16 autocast, fixed batches.
-    `step()` runs one train_step under the learner's configure_tf32 and puts the matmul
-    precision back afterwards. Built by `make_gpu_trainer` in the process the code runs in."""
+class StepTrainer:
+    """A learner's (or the reference's) stage 09 training step, ready to time: FastGPT2 of `sizes`
+    built on `device`, make_optimizer(..., its device type), optionally torch.compile (with
+    `backend`), bf16
+    autocast, fixed batches. `step()` runs one train_step under the learner's configure_tf32 and
+    puts the matmul precision back afterwards. Built by `make_step_trainer` in the process the
+    code runs in; the caller times `step()`. The GPU checks run it on "cuda"; the project's CPU
+    smoke tests run the same code on "cpu" at tiny sizes."""
 
-    def __init__(self, train, sizes: dict, batch: int, T: int, accum: int, compile: bool, amp: bool, seed: int):
+    def __init__(self, train, sizes: dict, batch: int, T: int, accum: int, compile: bool, amp: bool, seed: int,
+                 device: str, backend: str):
         torch.manual_seed(seed)
-        model = train.FastGPT2(train.GPT2Config(**sizes)).to("cuda")
-        self.optimizer = train.make_optimizer(model, 0.1, 6e-4, "cuda")
-        self.model = torch.compile(model) if compile else model
-        gen = torch.Generator(device="cuda").manual_seed(seed)
+        self.device = torch.device(device)
+        with self.device:  # built where it runs: the model never sits in host memory on its way to the GPU
+            model = train.FastGPT2(train.GPT2Config(**sizes))
+        model = model.to(self.device)  # tensors the code made on the CPU on purpose
+        self.optimizer = train.make_optimizer(model, 0.1, 6e-4, self.device.type)
+        self.model = torch.compile(model, backend=backend) if compile else model
+        self.modules = _modules_of(model)  # for torch.compile, at every step: it may recompile
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         V = sizes["vocab_size"]
         self.batches = [
-            (torch.randint(0, V, (batch, T), device="cuda", generator=gen),
-             torch.randint(0, V, (batch, T), device="cuda", generator=gen))
+            (torch.randint(0, V, (batch, T), device=self.device, generator=gen),
+             torch.randint(0, V, (batch, T), device=self.device, generator=gen))
             for _ in range(accum)
         ]
         self.train = train
@@ -573,88 +590,72 @@ class GpuTrainer:
         before = _matmul_precision()
         try:
             self.train.configure_tf32()
-            loss, _ = self.train.train_step(self.model, self.optimizer, self.batches, max_norm=1.0,
-                                            amp_dtype=torch.bfloat16 if self.amp else None)
+            with _modules_visible(self.modules):
+                loss, _ = self.train.train_step(self.model, self.optimizer, self.batches, max_norm=1.0,
+                                                amp_dtype=torch.bfloat16 if self.amp else None)
         finally:
             torch.set_float32_matmul_precision(before)
-        torch.cuda.synchronize()
+        _synchronize(self.device)
         return float(loss)
 
 
-def make_gpu_trainer(train, sizes: dict, batch: int, T: int, accum: int = 1, compile: bool = True,
-                     amp: bool = True, seed: int = 0, warmup: int = 3) -> GpuTrainer:
-    """A GpuTrainer (see there), already stepped `warmup` times (compilation happens there)."""
-    trainer = GpuTrainer(train, sizes, batch, T, accum, compile, amp, seed)
+def make_step_trainer(train, sizes: dict, batch: int, T: int, accum: int = 1, compile: bool = True,
+                      amp: bool = True, seed: int = 0, warmup: int = 3, device: str = "cuda",
+                      backend: str = "inductor") -> StepTrainer:
+    """A StepTrainer (see there), already stepped `warmup` times (compilation happens there).
+    `backend` is torch.compile's: the GPU checks use inductor; the CPU smoke tests use aot_eager,
+    which traces the same graphs without generating C++ (inductor's CPU headers alone are far
+    larger than the file size a sandboxed child may write)."""
+    trainer = StepTrainer(train, sizes, batch, T, accum, compile, amp, seed, device, backend)
     for _ in range(warmup):
         trainer.step()
     return trainer
 
 
-def _cuda_median(fns: list, repeats: int) -> list[float]:
-    """Median seconds of each of `fns`, called interleaved, with CUDA synchronized around each call."""
-    import statistics
-    import time
-
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
-def tf32_speedup(configure_tf32, n: int = 4096, repeats: int = 10) -> dict:
-    """Seconds of an (n, n) float32 matmul in full precision and after configure_tf32(), interleaved on CUDA."""
+def float32_matmuls(configure_tf32, n: int, times: int, device: str) -> None:
+    """`times` products of two (n, n) float32 matrices on `device`, after `configure_tf32()` (a
+    learner's), or in full precision when it is None; the precision is put back afterwards.
+    The caller times it: the GPU check calls it for the learner through the handle, and for the
+    full-precision baseline in the grader's own process."""
     before = _matmul_precision()
-    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
-
-    def full():
-        torch.set_float32_matmul_precision("highest")
-        for _ in range(5):
-            a @ b
-
-    def tf32():
-        configure_tf32()
-        for _ in range(5):
-            a @ b
-
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen)
+    b = torch.randn(n, n, device=device, generator=gen)
     try:
-        full(), tf32()
-        fp32_s, tf32_s = _cuda_median([full, tf32], repeats)
+        if configure_tf32 is None:
+            torch.set_float32_matmul_precision("highest")
+        else:
+            configure_tf32()
+        for _ in range(times):
+            a @ b
+        _synchronize(device)
     finally:
         torch.set_float32_matmul_precision(before)
-    return {"fp32": fp32_s, "tf32": tf32_s}
 
 
-def attention_speedup(attention: torch.nn.Module, n_head: int, batch: int, T: int, repeats: int = 10) -> dict:
-    """Seconds of forward + backward in bf16 autocast on CUDA: the learner's attention module, and
-    stage 06's masked attention computed from the same weights (a (T, T) matrix, softmax, @ v)."""
-    import math
+def attention_step(attention: torch.nn.Module, batch: int, T: int, C: int, device: str) -> None:
+    """Forward and backward of `attention` ((B, T, C) -> (B, T, C)) in training mode on `device`,
+    under bf16 autocast, for a random x of shape (batch, T, C). The caller times it: the GPU
+    check runs it on the learner's attention through the handle, and on stage 06's masked
+    attention with the same weights in the grader's own process."""
+    attention = attention.to(device).train()
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, T, C, device=device, generator=gen, requires_grad=True)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        out = attention(x)
+    out.float().sum().backward()
+    _synchronize(device)
 
-    attention = attention.to("cuda").train()
-    C = attention.c_attn.weight.shape[1]
-    x = torch.randn(batch, T, C, device="cuda", requires_grad=True)
-    mask = torch.ones(T, T, device="cuda", dtype=torch.bool).tril()
 
-    def masked(inp):
-        B, T_, C_ = inp.shape
-        q, k, v = attention.c_attn(inp).split(C_, dim=2)
-        q, k, v = (t.view(B, T_, n_head, C_ // n_head).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C_ // n_head)
-        att = att.masked_fill(~mask[:T_, :T_], float("-inf")).softmax(-1)
-        return attention.c_proj((att @ v).transpose(1, 2).contiguous().view(B, T_, C_))
-
-    def run(fn):
-        def go():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = fn(x)
-            out.float().sum().backward()
-        return go
-
-    learner, naive = run(attention), run(masked)
-    learner(), naive()
-    learner_s, naive_s = _cuda_median([learner, naive], repeats)
-    return {"learner": learner_s, "masked": naive_s}
+def build_on_device(cls, config, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """`cls(config)` built directly on `device` (every tensor its __init__ makes lands there),
+    then cast to `dtype`. A model of hundreds of millions of parameters never sits in host
+    memory in float32 on its way to a GPU; on "meta" it takes no memory at all."""
+    with torch.device(device):
+        model = cls(config)
+    return model.to(device=device, dtype=dtype)

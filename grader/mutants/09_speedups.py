@@ -1,4 +1,6 @@
 """Bugs learners write in stage 09, each with the check that must catch it."""
+from dataclasses import replace
+
 from grader.mutants import Mutant
 
 SDPA = "q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True"
@@ -231,5 +233,51 @@ MUTANTS = [
         replace='int(os.environ.get("WORLD_SIZE", "0")),',
         caught_by="ddp_env_reads_environment",
         message="defaults 0, 0, 1",
+    ),
+]
+
+
+def _named(name: str) -> Mutant:
+    return next(m for m in MUTANTS if m.name == name)
+
+
+# The slow variants of the GPU speed checks, one per check (they skip without CUDA, so selftest
+# cannot run them): tests/test_gpu_smoke.py drives each check to its verdict on the CPU with
+# its mutant, and `python -m grader gpucheck` shows that each fails on a GPU.
+GPU_MUTANTS = [
+    replace(_named("tf32_highest"), caught_by="gpu_tf32_pays", message="set_float32_matmul_precision('high')"),
+    Mutant(
+        name="attention_by_hand",
+        bug="the attention still builds the (T, T) scores, mask and softmax by hand instead of one SDPA call",
+        file="train.py",
+        find="        y = F.scaled_dot_product_attention(\n"
+             "            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True\n"
+             "        )\n",
+        replace="        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)\n"
+                "        att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), float('-inf'))\n"
+                "        y = F.dropout(att.softmax(dim=-1), self.dropout, self.training) @ v\n",
+        caught_by="gpu_flash_attention_pays",
+        message="F.scaled_dot_product_attention with is_causal=True",
+    ),
+    Mutant(
+        name="compile_skipped",
+        bug="FastGPT2.forward is marked @torch.compiler.disable, so torch.compile leaves the model eager",
+        file="train.py",
+        find="    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):\n"
+             '        """(logits, loss) as in stage 08, over the REAL vocabulary.',
+        replace="    @torch.compiler.disable\n"
+                "    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):\n"
+                '        """(logits, loss) as in stage 08, over the REAL vocabulary.',
+        caught_by="gpu_compile_pays",
+        message="leaves the model eager",
+    ),
+    Mutant(
+        name="autocast_never_on",
+        bug="train_step never turns autocast on, so the whole step runs in float32",
+        file="train.py",
+        find="dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):",
+        replace="dtype=amp_dtype or torch.bfloat16, enabled=False):",
+        caught_by="gpu_step_speed_vs_reference",
+        message="autocast around forward and loss",
     ),
 ]

@@ -1,4 +1,6 @@
 """Bugs learners write in stage 10, each with the check that must catch it."""
+from dataclasses import replace
+
 from grader.mutants import Mutant
 
 MUTANTS = [
@@ -158,4 +160,16 @@ MUTANTS = [
         caught_by="forward_rejects_beyond_max_seq_len",
         message="names max_seq_len",
     ),
+]
+
+
+def _named(name: str) -> Mutant:
+    return next(m for m in MUTANTS if m.name == name)
+
+
+# The slow variants of the GPU speed check (it skips without CUDA, so selftest cannot run it):
+# tests/test_gpu_smoke.py drives it to its verdict on the CPU, and `python -m grader gpucheck`
+# shows that it fails on a GPU.
+GPU_MUTANTS = [
+    replace(_named("generate_cache_unused"), caught_by="cache_speed_cuda", message="feed only the newest token"),
 ]
