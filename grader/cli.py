@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     nb_add.add_argument("course_dir", type=Path)
     nb_add.add_argument("stage")
 
+    gpucheck = sub.add_parser("gpucheck", help="course authors: every GPU check and the GPT-2 benchmark on this GPU, "
+                              "in one markdown report")
+    gpucheck.add_argument("--smoke", action="store_true",
+                          help="the same pipeline on the CPU at tiny sizes: a test of the code, not a measurement")
+    gpucheck.add_argument("--out", type=Path, help="the report (default: benchmarks/gpu_report.md; "
+                          "runs/gpucheck_smoke.md with --smoke)")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -258,6 +265,15 @@ def cmd_nbgrader(args) -> int:
 
 COMMANDS = {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}
 COMMANDS.update(train=cmd_train, grade=cmd_grade, gradescope=cmd_gradescope, nbgrader=cmd_nbgrader)
+
+
+def cmd_gpucheck(args) -> int:
+    from .gpucheck import command
+
+    return command(load_course(), args.smoke, args.out)
+
+
+COMMANDS.update(gpucheck=cmd_gpucheck)
 
 
 def cmd_report(args) -> int:
