@@ -28,6 +28,16 @@ What the config takes care of, with the nbgrader 0.9 behaviour it relies on:
   `.ipynb` by default), and `named_regexp` reads an LMS's file names.
 - `Execute.timeout`: nbgrader's default of 30 s per cell is shorter than a stage's
   time limit.
+- The kernel runs nothing of the learner's. Autograde starts it in the submission's
+  folder, and `python -m ipykernel_launcher` would import a learner's
+  `ipykernel_launcher.py` (or, once IPython has put the folder on sys.path, any module it
+  imports later) outside the sandbox. So `Execute.kernel_name` names the kernel that `init`
+  writes to kernels/scratchgpt-grading/ (found through JUPYTER_PATH): `python -I` (no
+  script folder, no PYTHON* variables, no user site) with IPython's `--ignore-cwd`.
+- `KeepOnlyTheStage`, the first sanitize preprocessor, leaves in the autograded folder the
+  notebook and the stage's files as the grader's intake takes them from the submitted
+  folder (grader/intake.py: no link followed, odd files refused), nothing else. A refused
+  submission leaves the reason in REFUSED_NOTE, which `notebook_points` reports.
 - The config sets SCRATCHGPT_ROOT and SCRATCHGPT_PYTHON for the kernel as its very last
   step. nbgrader keeps going with its defaults when a config file fails to load; then
   those are unset and every test cell fails (0 points, and it says why) instead of
@@ -44,6 +54,9 @@ from pathlib import Path
 from .course import Course, CourseError, Stage, load_course
 
 NOTEBOOK = "grading.ipynb"
+KERNEL_NAME = "scratchgpt-grading"
+REFUSED_NOTE = "not-graded.txt"  # written by KeepOnlyTheStage into the autograded folder only
+NBGRADER_TIMESTAMP = "timestamp.txt"  # nbgrader's own record of when a submission came in
 ROOT_VARIABLE, PYTHON_VARIABLE = "SCRATCHGPT_ROOT", "SCRATCHGPT_PYTHON"
 KERNEL_MARGIN = 60  # seconds the notebook cell waits beyond the grader's own hard limit
 # Canvas names each file of a "Download Submissions" zip
@@ -79,6 +92,10 @@ def init_course(course: Course, course_dir: Path, stages: list[Stage], python: s
         notebook = source / NOTEBOOK
         notebook.write_text(json.dumps(grading_notebook(stage, expected_checks(stage)), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(notebook)
+    kernel = course_dir / "kernels" / KERNEL_NAME / "kernel.json"
+    kernel.parent.mkdir(parents=True, exist_ok=True)
+    kernel.write_text(json.dumps(kernel_spec(python or sys.executable), indent=1) + "\n", encoding="utf-8")
+    written.append(kernel)
     config = course_dir / "nbgrader_config.py"
     known = _configured_stages(config)
     all_stages = {s.id: s for s in course.stages}
@@ -86,6 +103,16 @@ def init_course(course: Course, course_dir: Path, stages: list[Stage], python: s
     config.write_text(config_text(course, configured, python or sys.executable), encoding="utf-8")
     written.append(config)
     return written
+
+
+def kernel_spec(python: str) -> dict:
+    """The grading notebook's kernel: it imports nothing from the folder it starts in."""
+    return {
+        "argv": [python, "-I", "-m", "ipykernel_launcher", "--ignore-cwd", "-f", "{connection_file}"],
+        "display_name": "ScratchGPT grading (imports nothing from the submission)",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
 
 
 def _configured_stages(config: Path) -> list[str]:
@@ -114,6 +141,7 @@ def config_text(course: Course, stages: list[Stage], python: str) -> str:
         canvas=CANVAS_REGEXP,
         root_var=ROOT_VARIABLE,
         python_var=PYTHON_VARIABLE,
+        kernel=KERNEL_NAME,
     )
 
 
@@ -123,6 +151,8 @@ CONFIG_TEMPLATE = '''\
 # nbgrader command from this folder. Regenerate it with `init` rather than editing it,
 # except for the LMS file-name pattern below.
 import os
+import sys
+import warnings
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
@@ -147,6 +177,25 @@ if not os.path.isfile(os.path.join(SCRATCHGPT_ROOT, "course.toml")):
     )
 
 
+class KeepOnlyTheStage(NbGraderPreprocessor):
+    """Before any cell runs, the autograded folder holds the notebooks and the stage's files,
+    taken by the grader's intake from the submitted folder (grader/intake.py), nothing else:
+    no link is followed, a learner's other files are not there for the kernel to import,
+    and a submission that intake refuses is graded 0 with the reason."""
+
+    def preprocess(self, nb, resources):
+        if SCRATCHGPT_ROOT not in sys.path:
+            sys.path.insert(0, SCRATCHGPT_ROOT)
+        from grader.nbgrader_course import keep_only_the_stage
+
+        info = resources["nbgrader"]
+        autograded = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autograded", info["student"], info["assignment"])
+        refused = keep_only_the_stage(info["assignment"], resources["metadata"]["path"], autograded)
+        if refused:
+            self.log.warning("Not graded (%s): %s", info["student"], refused)
+        return nb, resources
+
+
 class DropUnknownCells(NbGraderPreprocessor):
     """Remove every cell the released notebook does not have.
 
@@ -167,6 +216,11 @@ class DropUnknownCells(NbGraderPreprocessor):
         return nb, resources
 
 
+# nbgrader 0.9 with SQLAlchemy 2 warns "Object of type <SubmittedAssignment> not in session,
+# add operation along ... will not proceed" for each new submission. It is harmless (the
+# submission and its grades are saved all the same) and would bury the warnings that matter.
+warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session, add operation along")
+
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".hypothesis", ".pytest_cache"]
@@ -174,6 +228,7 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Learners hand in .py files: autograde must keep them, not copy the stubs over them.
 c.Autograde.exclude_overwriting = STAGE_FILES
 c.Autograde.sanitize_preprocessors = [
+    KeepOnlyTheStage,
     ClearOutput,
     DeduplicateIds,
     OverwriteKernelspec,
@@ -183,6 +238,12 @@ c.Autograde.sanitize_preprocessors = [
 ]
 # A cell runs the stage's whole suite, so it needs the stage's time limit and more.
 c.Execute.timeout = {timeout}
+# The kernel `init` wrote to kernels/: `python -I ... --ignore-cwd` imports nothing from the
+# submission's folder (a learner's ipykernel_launcher.py would otherwise run unsandboxed).
+c.Execute.kernel_name = "{kernel}"
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    p for p in [os.path.dirname(os.path.abspath(__file__)), os.environ.get("JUPYTER_PATH", "")] if p
+)
 
 # Feedback shows the test cells without their hidden part.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
@@ -289,6 +350,9 @@ def notebook_points(stage_id: str, check_ids: list[str], points: float) -> float
     course = load_course()
     stage = course.stage(stage_id)
     folder = Path.cwd()
+    if os.path.isfile(REFUSED_NOTE) and not os.path.islink(REFUSED_NOTE):  # KeepOnlyTheStage refused it
+        print(Path(REFUSED_NOTE).read_text(encoding="utf-8", errors="replace"))
+        return 0
     key = (stage_id, str(folder))
     if key not in _outcomes:
         from .batch import grade_submission
@@ -329,6 +393,34 @@ def notebook_points(stage_id: str, check_ids: list[str], points: float) -> float
 
 # --- after collecting ------------------------------------------------------------------
 
+def keep_only_the_stage(stage_id: str, submitted: str, autograded: str) -> str:
+    """Make `autograded` hold its notebooks and the stage's files as intake takes them from
+    `submitted`, nothing else; returns intake's refusal ("" when the files were taken),
+    which is also left in REFUSED_NOTE for the notebook's cells to report.
+
+    Called by the nbgrader config's KeepOnlyTheStage, in nbgrader's process, after autograde
+    has copied the submission (following links, as nbgrader does) and before any cell runs.
+    """
+    from . import intake
+
+    stage = load_course().stage(stage_id)
+    target = Path(autograded)
+    for entry in os.scandir(target):
+        kept = entry.name.endswith(".ipynb") or entry.name == NBGRADER_TIMESTAMP
+        if kept and entry.is_file(follow_symlinks=False):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    try:
+        intake.copy(intake.take(Path(submitted), stage, only=stage.files), target, mode=0o644)
+    except intake.Refused as exc:
+        (target / REFUSED_NOTE).write_text(f"Not graded: {exc}\n", encoding="utf-8")
+        return str(exc)
+    return ""
+
+
 def add_notebooks(course_dir: Path, stage: Stage) -> dict[str, list[str]]:
     """Give each collected submission of `stage` the grading notebook it lacks.
 
@@ -341,20 +433,30 @@ def add_notebooks(course_dir: Path, stage: Stage) -> dict[str, list[str]]:
     if not released.is_file():
         raise CourseError(f"{released} is missing: run `nbgrader generate_assignment {stage.id}` in {course_dir} first.")
     submitted = course_dir / "submitted"
-    report: dict[str, list[str]] = {"added": [], "had_one": [], "no_files": []}
+    report: dict[str, list[str]] = {"added": [], "had_one": [], "refused": []}
     if not submitted.is_dir():
         raise CourseError(f"{submitted} does not exist yet: collect the submissions first (`nbgrader collect` or `nbgrader zip_collect`).")
-    for learner in sorted(p for p in submitted.iterdir() if p.is_dir()):
+    from . import intake
+
+    for learner in sorted(p for p in submitted.iterdir() if p.is_dir() and not p.is_symlink()):
         folder = learner / stage.id
-        if not folder.is_dir():
+        if folder.is_symlink() or not folder.is_dir():
             continue
-        if (folder / NOTEBOOK).is_file():
+        notebook = folder / NOTEBOOK
+        if notebook.is_file() and not notebook.is_symlink():
             report["had_one"].append(learner.name)
         else:
-            shutil.copyfile(released, folder / NOTEBOOK)
+            # Not a file of its own (missing, or a link nbgrader would follow): the released one.
+            if notebook.is_dir() and not notebook.is_symlink():
+                shutil.rmtree(notebook)
+            elif notebook.is_symlink() or notebook.exists():
+                notebook.unlink()
+            shutil.copyfile(released, notebook)
             report["added"].append(learner.name)
-        if not all((folder / f).is_file() for f in stage.files):
-            report["no_files"].append(learner.name)
+        try:
+            intake.take(folder, stage, only=stage.files)
+        except intake.Refused as exc:
+            report["refused"].append(f"{learner.name}: {exc}")
     return report
 
 
@@ -377,7 +479,9 @@ def command(course: Course, stages: list[Stage], args) -> int:
     stage = stages[0]
     report = add_notebooks(args.course_dir, stage)
     print(f"{stage.id}: added {NOTEBOOK} to {len(report['added'])} submission(s); {len(report['had_one'])} had their own.")
-    if report["no_files"]:
-        print(f"No {', '.join(stage.files)} from: {', '.join(report['no_files'])}. They will score 0 unless they hand it in.")
+    if report["refused"]:
+        print("These submissions will score 0, each with the reason below, unless the learner hands in again:")
+        for line in report["refused"]:
+            print(f"  {line}")
     print(f"Next: `nbgrader autograde {stage.id}`.")
     return 0

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -37,7 +38,14 @@ LEARNERS = {
     "1003": ("hopper", "stub"),
     "1004": ("liskovbarbara", "exits"),
     "1005": ("knuthdonald", "transformer"),
+    # Kernel attacks from tests/zoo: files handed in beside the stub, which earns 0 without them.
+    "1006": ("mallorymia", "kernel_launcher_forges"),
+    "1007": ("trudytom", "kernel_launcher_plants_reference"),
+    "1008": ("evesam", "kernel_grader_shadow"),
+    "1009": ("wrongnamewill", "wrong_name"),  # hands in Bigram.py
 }
+ZOO = ROOT / "tests" / "zoo"
+KERNEL_ATTACKS = [kind for _, kind in LEARNERS.values() if kind.startswith("kernel_")]
 # A learner's cell: an IPython input transformer that replaces each test cell with the
 # points its comment announces, so the cell "outputs" full marks without running a check.
 TRANSFORMER_CELL = """import re
@@ -59,7 +67,15 @@ def bigram_source(kind: str) -> str:
         return make_stub(head + "class BigramLanguageModel" + model)
     if kind == "exits":
         return "import os\nos._exit(0)\n" + solution
-    return (ROOT / "exercises" / STAGE / "bigram.py").read_text()
+    stub = (ROOT / "exercises" / STAGE / "bigram.py").read_text()
+    attack = ZOO / kind / "attack.py"
+    return stub + "\n\n" + attack.read_text() if kind in KERNEL_ATTACKS and attack.is_file() else stub
+
+
+def hidden_suite_lines() -> list[str]:
+    """Lines of the hidden suite that no feedback may show."""
+    hidden = (ROOT / "grader" / "suites" / STAGE / "hidden.py").read_text()
+    return [line.strip() for line in hidden.splitlines() if len(line.strip()) > 30]
 
 
 def with_cell(notebook: dict, source: str) -> dict:
@@ -79,7 +95,6 @@ def env(tmp_path_factory):
         JUPYTER_DATA_DIR=str(home / "data"),
         JUPYTER_RUNTIME_DIR=str(home / "runtime"),
         IPYTHONDIR=str(home / "ipython"),
-        PYTHONWARNINGS="ignore",
         # nbgrader runs `alembic` by name: this Python's scripts, even when the venv is not activated.
         PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     )
@@ -124,10 +139,14 @@ def graded(tmp_path_factory, env):
         for student, (name, kind) in LEARNERS.items():
             late = "_LATE" if kind == "partial" else ""
             again = "-1" if kind == "partial" else ""  # Canvas's suffix for a second upload of bigram.py
-            zf.writestr(f"{name}{late}_{student}_5{student}_bigram{again}.py", bigram_source(kind))
+            handed_in = "Bigram" if kind == "wrong_name" else "bigram"
+            zf.writestr(f"{name}{late}_{student}_5{student}_{handed_in}{again}.py", bigram_source(kind))
             if kind == "transformer":
                 zf.writestr(f"{name}_{student}_5{student}_grading.ipynb", json.dumps(with_cell(released, TRANSFORMER_CELL)))
     logs["zip_collect"] = nbg(course, env, "zip_collect", STAGE)
+    for student, (_, kind) in LEARNERS.items():  # folders too, as nbgrader's exchange would collect them
+        if kind in KERNEL_ATTACKS:
+            shutil.copytree(ZOO / kind / "files", course / "submitted" / student / STAGE, dirs_exist_ok=True)
     logs["add-notebooks"] = grader("nbgrader", "add-notebooks", str(course), STAGE, env=env)
 
     autograde_started = time.perf_counter()
@@ -170,7 +189,7 @@ def test_exported_scores(graded, expected):
         assert float(rows[student]["max_score"]) == sum(expected["1001"].values())
         assert scores[student] == pytest.approx(sum(expected[student].values())), student
     assert 0 < scores["1002"] < scores["1001"]  # partial
-    assert scores["1003"] == scores["1004"] == scores["1005"] == 0
+    assert all(scores[s] == 0 for s in LEARNERS if s not in ("1001", "1002"))
 
 
 def test_scores_per_cell_in_the_gradebook(graded, expected):
@@ -188,8 +207,72 @@ def test_scores_per_cell_in_the_gradebook(graded, expected):
 def test_learners_files_survive_autograding(graded):
     course, _ = graded
     for student, (_, kind) in LEARNERS.items():
+        if kind == "wrong_name":
+            continue
         autograded = course / "autograded" / student / STAGE / "bigram.py"
         assert autograded.read_text() == bigram_source(kind), f"autograde replaced {student}'s bigram.py"
+
+
+def test_only_the_stage_files_and_the_notebook_are_kept(graded):
+    """What a kernel could import from the submission's folder is gone before any cell runs."""
+    course, _ = graded
+    for student, (_, kind) in LEARNERS.items():
+        kept = {p.name for p in (course / "autograded" / student / STAGE).iterdir()} - {"timestamp.txt"}  # nbgrader's
+        if kind == "wrong_name":
+            assert kept == {"grading.ipynb", "not-graded.txt"}, (student, kept)
+        else:
+            assert kept == {"bigram.py", "grading.ipynb"}, (student, kept)
+    assert (course / "submitted" / "1006" / STAGE / "ipykernel_launcher.py").is_file()  # the attack was handed in
+
+
+def test_kernel_attacks_earn_nothing_and_show_no_hidden_code(graded):
+    """tests/zoo/kernel_*: the kernel imports nothing from the submission's folder, so a
+    learner's ipykernel_launcher.py or grader package never runs; the stub beside it earns 0."""
+    course, _ = graded
+    hidden = hidden_suite_lines()
+    for student in LEARNERS:
+        html = (course / "feedback" / student / STAGE / "grading.html").read_text()
+        leaked = [line for line in hidden if line in html]
+        assert not leaked, f"{student}'s feedback shows the hidden suite: {leaked[:2]}"
+    for student, (_, kind) in LEARNERS.items():
+        if kind in KERNEL_ATTACKS:
+            html = (course / "feedback" / student / STAGE / "grading.html").read_text()
+            assert "Not implemented yet: build_vocab" in html, student  # graded as the stub it is
+    assert not (course / "autograded" / "1007" / STAGE / "ref.py").exists()
+
+
+def test_autograde_logs_no_sqlalchemy_warnings(graded):
+    """nbgrader 0.9 with SQLAlchemy 2 warns for each new submission; the config silences it."""
+    _, logs = graded
+    assert "Not graded (1009): Found Bigram.py" in logs["autograde"]  # the log is the whole log
+    assert "SAWarning" not in logs["autograde"] and "not in session" not in logs["autograde"]
+
+
+def test_a_wrongly_named_file_is_named_in_the_feedback(graded):
+    course, _ = graded
+    html = (course / "feedback" / "1009" / STAGE / "grading.html").read_text()
+    assert "Found Bigram.py; the file must be named bigram.py" in html
+
+
+def test_the_launcher_attack_is_real_without_the_protection(graded, expected, tmp_path):
+    """tests/zoo/kernel_launcher_forges against the kernel nbgrader starts by default:
+    full marks and the hidden suite in the output."""
+    from nbclient import NotebookClient
+    from nbformat import reads
+    from nbgrader.utils import determine_grade
+
+    course, _ = graded
+    shutil.copy(ZOO / "kernel_launcher_forges" / "files" / "ipykernel_launcher.py", tmp_path)
+    notebook = reads((course / "source" / STAGE / "grading.ipynb").read_text(), as_version=4)
+    os.environ["SCRATCHGPT_ROOT"] = str(ROOT)
+    try:
+        NotebookClient(notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["SCRATCHGPT_ROOT"]
+    grades = [determine_grade(c) for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert grades == [(p, p) for p in (expected["1001"]["public"], expected["1001"]["hidden"])]
+    outputs = json.dumps([c.get("outputs", []) for c in notebook.cells])
+    assert any(json.dumps(line)[1:-1] in outputs for line in hidden_suite_lines())
 
 
 def test_added_cells_are_removed_before_grading(graded):
