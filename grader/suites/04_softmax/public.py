@@ -172,7 +172,7 @@ def softmax_fully_masked_row(impl, dim, T):
     moved = x.movedim(dim, -1)  # a view: writing to it writes into x
     moved[0, 0] = NEG_INF  # one slice along dim entirely masked
     if moved.shape[-1] > 1:
-        moved[1, 0, 1:] = NEG_INF  # and one masked everywhere but its first entry
+        moved[-1, -1, 1:] = NEG_INF  # and one masked everywhere but its first entry (another slice for any T)
     got = impl.module("softmax").softmax(x, dim=dim)
     name = f"softmax(x of shape {tuple(x.shape)} with a fully masked slice, dim={dim})"
     expect_tensor(got, name, tuple(x.shape), torch.float32)
