@@ -101,7 +101,12 @@ def assert_speed_ratio(result: SpeedResult, max_ratio: float, what: str, hint: s
     speed_verdict(result, max_ratio, what, hint).enforce()
 
 
-def needs_cuda() -> None:
-    """The GPU checks measure GPU features; without CUDA they count neither way."""
+def needs_cuda(capability: tuple[int, int] | None = None, generation: str = "") -> None:
+    """The GPU checks measure GPU features; without CUDA, or on a GPU older than `capability`
+    (the compute capability of the `generation` that has the feature), they count neither way."""
     if not torch.cuda.is_available():
         raise Skip("needs CUDA")
+    if capability is not None and torch.cuda.get_device_capability() < capability:
+        have = ".".join(map(str, torch.cuda.get_device_capability()))
+        raise Skip(f"needs an {generation} GPU (compute capability {capability[0]}.{capability[1]} or newer; "
+                   f"{torch.cuda.get_device_name()} has {have})")

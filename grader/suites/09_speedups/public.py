@@ -609,6 +609,9 @@ def ddp_env_reads_environment(impl):
 TF32_MIN_SPEEDUP = 1.5  # benchmarks/GPU.md, "TF32"
 FLASH_MIN_SPEEDUP = 1.5  # benchmarks/GPU.md, "Flash attention"
 COMPILE_MIN_SPEEDUP = 1.1  # benchmarks/GPU.md, "torch.compile"
+# TF32 tensor cores, fast bf16 and the flash kernels came with Ampere: on an older GPU these
+# speed-ups cannot show, and the checks skip.
+AMPERE = (8, 0)
 GPT2_SMALL = dict(block_size=1024, vocab_size=50257, n_layer=12, n_head=12, n_embd=768)
 GPT2_4_LAYERS = dict(GPT2_SMALL, n_layer=4)
 
@@ -684,19 +687,19 @@ def compile_verdict(impl, device="cuda", sizes=GPT2_4_LAYERS, batch=8, T=1024, r
 
 @check("on a GPU: TF32 makes float32 matmuls at least 1.5x faster", points=1)
 def gpu_tf32_pays(impl):
-    needs_cuda()
+    needs_cuda(AMPERE, "Ampere or newer")
     tf32_verdict(impl).enforce()
 
 
 @check("on a GPU: flash attention is at least 1.5x faster than the masked (T, T) attention", points=1)
 def gpu_flash_attention_pays(impl):
-    needs_cuda()
+    needs_cuda(AMPERE, "Ampere or newer")
     flash_verdict(impl).enforce()
 
 
 @check("on a GPU: torch.compile makes the training step at least 1.1x faster", points=1)
 def gpu_compile_pays(impl):
-    needs_cuda()
+    needs_cuda(AMPERE, "Ampere or newer")
     compile_verdict(impl).enforce()
 
 
