@@ -8,6 +8,7 @@ import base64
 import csv
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def test_scores_csv_has_totals_then_each_check(tmp_path):
     assert [r["learner"] for r in rows] == ["ada", "ben"]
     assert rows[1]["score"] == "5" and rows[1]["max_score"] == "11" and rows[1]["counts"] == "3" and rows[1]["speed"] == ""
     assert rows[0]["graded"] == "no" and rows[0]["note"] == "Grading stopped after 9 s." and rows[0]["score"] == "0"
+    assert "checks did not pass; first, " in rows[1]["note"]  # graded to the end, and still a reason
 
 
 def test_exporters_command_line(tmp_path):
@@ -157,3 +159,14 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     assert results["score"] == 0 and len(results["tests"]) == len(expected_checks(load_course().stage("02_bigram")))
     assert "Not implemented yet" in results["tests"][0]["output"]
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+
+    # A submission that links to the autograder's own copy of the reference: refused, 0 points.
+    shutil.rmtree(autograder / "submission")
+    (autograder / "submission").mkdir()
+    (autograder / "submission" / "bigram.py").symlink_to(autograder / "source" / "scratchgpt" / "solutions" / "02_bigram" / "bigram.py")
+    run = subprocess.run(["bash", str(autograder / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads((autograder / "results" / "results.json").read_text())
+    validate_gradescope(results)
+    assert results["score"] == 0 and "is a link. Links are not accepted" in results["output"]
+    assert all("Links are not accepted" in t["output"] for t in results["tests"])
