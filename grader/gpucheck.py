@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 STAGES = ("09_speedups", "10_llama")
@@ -65,10 +65,10 @@ class Outcome:
     seconds: float = 0.0
     verdict: object = None  # grader.checks.speed.SpeedVerdict, when the check reached one
     error: str = ""  # what stopped it before a verdict
-    expected_to_pass: bool = field(init=False)
 
-    def __post_init__(self):
-        self.expected_to_pass = self.variant == "reference"
+    @property
+    def expected_to_pass(self) -> bool:
+        return self.variant == "reference"
 
     @property
     def as_expected(self) -> bool:
@@ -111,11 +111,15 @@ def implementation(course, stage, impl: str, isolate: bool):
 
         handle = RemoteImplementation(local, course)
     try:
-        handle.load({name for s in course.stages for name in s.module_names})
+        handle.load(_all_module_names(course))
         yield handle
     finally:
         if isolate:
             handle.close()
+
+
+def _all_module_names(course) -> set[str]:
+    return {name for s in course.stages for name in s.module_names}
 
 
 def measure(course, gpu_check: GpuCheck, impl, variant: str, mode: str, smoke: bool) -> Outcome:
@@ -134,7 +138,7 @@ def measure(course, gpu_check: GpuCheck, impl, variant: str, mode: str, smoke: b
         arguments = dict(gpu_check.smoke_arguments) if smoke else {}
         if gpu_check.needs_reference:
             ref = reference(course, gpu_check.stage)
-            ref.load({name for s in course.stages for name in s.module_names})
+            ref.load(_all_module_names(course))
             arguments["ref"] = ref
         outcome.verdict = gpu_check.measure(impl, **arguments)
     except Exception as exc:  # noqa: BLE001 - the report says what stopped it
@@ -148,9 +152,10 @@ def measure(course, gpu_check: GpuCheck, impl, variant: str, mode: str, smoke: b
 
 
 def plan(course, smoke: bool) -> list[tuple[str, object, bool, list[GpuCheck]]]:
-    """(variant, its mutant or None for the reference, isolate, checks) to run: the reference in both modes; each slow variant on
-    its own check, in-process, and isolated too in a smoke run (on a GPU, the isolated runs of the
-    slow variants would add minutes and prove nothing the reference's isolated run does not)."""
+    """(variant, its mutant or None for the reference, isolate, checks) to run: the reference in
+    both modes; each slow variant on its own check, in-process, and isolated too in a smoke run
+    (on a GPU, isolated runs of the slow variants would add minutes of compiling and prove
+    nothing about the sandbox that the reference's isolated run does not)."""
     checks = gpu_checks(course)
     runs = []
     for stage_id in STAGES:

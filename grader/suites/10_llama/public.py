@@ -737,7 +737,7 @@ def cache_speed_cpu(impl):
 
 
 CACHE_MAX_RATIO = 0.5  # benchmarks/GPU.md, "The KV cache"
-# About 410M parameters (0.8 GB in bf16), built by build_on_device on the GPU, never in host
+# About 370M parameters (0.74 GB in bf16), built by build_on_device on the GPU, never in host
 # memory. Eight prompts at once, so that the uncached passes are bound by compute while the
 # cached steps stay bound by kernel launches (see benchmarks/GPU.md).
 CACHE_LLAMA = dict(vocab_size=4096, dim=2048, n_layers=8, n_heads=16, n_kv_heads=4, max_seq_len=768)
