@@ -13,10 +13,10 @@ Gradescope's results (<learner>/results.json, as `grade --export gradescope` and
 course's autograder write them). Everything in them is the learners' text (names, messages
 that quote their exceptions): every piece of it is escaped before it reaches the page.
 
-A bug counts as diagnosed when a learner's failing check is the one that catches a known
-bug (grader/mutants) and its message names that bug, which is what `selftest` proves each
-suite does. A learner whose failures match no known bug is counted under the first
-sentence of their first failing check's message.
+Each learner who lost points counts under one problem: the known bug (grader/mutants) named
+by their first failing check that names one, that is, the check that catches that bug
+failed with the bug's phrase in its message, as `selftest` proves each suite does; or else
+the first sentence of their first failing check's message.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -188,7 +189,7 @@ def _check_record(r: Record) -> None:
         raise ValueError(f"a record's status is {r.status!r}")
     for name in ("points_earned", "points_possible"):
         value = getattr(r, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"a record's {name} is not a number")
 
 
@@ -262,29 +263,40 @@ def known_bugs(stages: Iterable[str]) -> dict[str, list]:
 
 
 def problems_of_the_class(results: list[LearnerResult], bugs: dict[str, list]) -> list[Problem]:
-    """What the learners graded to the end got wrong, most frequent first, each learner once per problem."""
+    """What the learners graded to the end got wrong, most frequent first; each learner counts once."""
     by_key: dict[tuple, Problem] = {}
     for result in results:
         if not result.graded:
             continue
         failing = [r for r in result.records if r.status in (FAILED, ERROR)]
-        found = []
-        for r in failing:
-            for mutant in bugs.get(r.stage, []):
-                if mutant.caught_by == r.check_id and mutant.message.lower() in r.message.lower():
-                    # Two mutants that make the same edit are one bug, caught by two checks.
-                    key = ("bug", r.stage, mutant.file, mutant.find, mutant.replace, mutant.more_edits)
-                    found.append((key, Problem(mutant.bug, mutant.name, r.title)))
-        if not found and failing:
-            label = first_sentence(failing[0].message) or f"{failing[0].title}: {failing[0].status}, no message"
-            # The same sentence with another learner's numbers in it is the same problem.
-            key = ("message", re.sub(r"\d+(\.\d+)?", "#", label).lower())
-            found.append((key, Problem(label)))
-        for key, new in found:
-            problem = by_key.setdefault(key, new)
-            if result.learner not in problem.learners:
-                problem.learners.append(result.learner)
+        if not failing:
+            continue
+        key, problem = first_problem(failing, bugs)
+        by_key.setdefault(key, problem).learners.append(result.learner)
     return sorted(by_key.values(), key=lambda p: (-len(p.learners), not p.known_bug, p.label))
+
+
+def first_problem(failing: list[Record], bugs: dict[str, list]) -> tuple[tuple, Problem]:
+    """The known bug that the first failing check naming one names, or else the first failing
+    message's first sentence; with its key, the same for every learner with that problem.
+
+    Only the first: a bug makes later checks fail too, and their messages often list every
+    usual cause ("check that ... and that gradients reach the table"), which would count the
+    learner under bugs they do not have. For the same reason, when one message holds the
+    phrases of several bugs, the one it names first is taken.
+    """
+    for r in failing:
+        text = r.message.lower()
+        named = [m for m in bugs.get(r.stage, []) if m.caught_by == r.check_id and m.message.lower() in text]
+        if named:
+            mutant = min(named, key=lambda m: text.index(m.message.lower()))
+            # Two mutants that make the same edit are one bug, caught by two checks.
+            key = ("bug", r.stage, mutant.file, mutant.find, mutant.replace, mutant.more_edits)
+            return key, Problem(mutant.bug, mutant.name, r.title)
+    first = failing[0]
+    label = first_sentence(first.message) or f"{first.title}: {first.status}, no message"
+    # The same sentence with another learner's numbers in it is the same problem.
+    return ("message", re.sub(r"\d+(\.\d+)?", "#", label).lower()), Problem(label)
 
 
 @dataclass
@@ -506,12 +518,12 @@ def _checks_section(rates: list[CheckRate], graded: int, plots) -> list[str]:
 
 def _problems_section(problems: list[Problem], graded: int) -> list[str]:
     parts = ["<h2>Most frequent bugs</h2>",
-             '<p class="muted">A known bug is one the grader names: a learner\'s check failed with the message '
-             "that diagnoses it. A learner whose failures match no known bug is counted under the first sentence "
-             "of their first failing check's message. Each learner counts once per bug.</p>"]
+             '<p class="muted">Each learner who lost points counts once: under the known bug named by the first '
+             "of their failing checks that names one, or else under the first sentence of their first failing "
+             "check's message. A learner with two bugs counts under the first.</p>"]
     if not problems:
         return parts + ["<p>None: every learner graded to the end passed every check that ran.</p>"]
-    parts.append('<table><tr><th class="n">learners</th><th>bug</th><th>learners with it</th></tr>')
+    parts.append('<table><tr><th class="n">learners</th><th>bug</th><th>who</th></tr>')
     for p in problems[:TOP_BUGS]:
         if p.known_bug:
             what = (f"{e(p.label[:1].upper() + p.label[1:])}<br><span class=\"muted\">known bug <code>{e(p.known_bug)}"
@@ -598,7 +610,8 @@ def command(args) -> int:
     if not results:
         raise CourseError(f"No learner's results in {folder}: give grade's OUT/records folder, or a folder with one "
                           "folder per learner holding Gradescope's results.json.")
-    out = args.out or folder.resolve().parent / "report.html"
+    # Beside the records, as grade writes it: in grade's output folder, when given that folder.
+    out = args.out or (folder if (folder / "records").is_dir() else folder.resolve().parent) / "report.html"
     write_report(results, out, intake.shown(str(folder.resolve())), unread)
     print(f"Class report of {len(results)} learners: {out}")
     if unread:

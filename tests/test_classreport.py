@@ -169,6 +169,8 @@ def assert_reports_the_class(page: Page, want: dict) -> None:
     assert len(summed) == 1 and summed[0][0] == f"1 of {graded}" and "dan" in summed[0][2]
     assert any(r[0] == f"1 of {graded}" and r[1].startswith("Not implemented yet") and "ben" in r[2] for r in page.rows)
     assert any(HOSTILE_MESSAGE in r[1] and "cleo" in r[2] for r in page.rows if r[0] == f"1 of {graded}")
+    # One problem per learner who lost points: the transposed pair, dan, ben and cleo; no bug dan does not have.
+    assert len([r for r in page.rows if r and r[0].endswith(f" of {graded}")]) == 4
     assert any(r[0] == "gus" and r[1].startswith("No bigram.py in this submission") for r in page.rows)
     checks = len(want["checks"])
     assert page.row("ada")[1:4] == [f"{number(top)} / {number(top)}", f"{checks} of {checks}", "Every check passed."]
@@ -229,9 +231,13 @@ def test_report_reads_what_it_can_and_says_what_it_could_not(tmp_path, grader):
     assert done.returncode == 2 and "No learner's results in" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_known_bugs_count_each_learner_once_and_the_rest_group_by_first_sentence():
-    bug = mutant("counts_transposed")
+def test_each_learner_counts_once_under_the_first_bug_named_or_the_first_sentence():
+    mutants = load_mutants(load_course().stage(STAGE))
+    bug, untied, last, softmax = (mutant(name) for name in (
+        "counts_transposed", "no_gradient_to_table", "generate_first_position", "generate_softmax_wrong_dim"))
+    assert last.caught_by == softmax.caught_by
     named = f"Your counts look {bug.message}: the grader says so."
+    both = f"Use the {last.message} and softmax over {softmax.message}."
     results = [
         classreport.LearnerResult("a", [record(bug.caught_by, "failed", named), record("x", "failed", "Wrong at 3 of 9. More.")]),
         classreport.LearnerResult("b", [record(bug.caught_by, "failed", named)]),
@@ -240,11 +246,17 @@ def test_known_bugs_count_each_learner_once_and_the_rest_group_by_first_sentence
         # The bug's words in a check that does not catch it are not a diagnosis.
         classreport.LearnerResult("e", [record("y", "failed", named)]),
         classreport.LearnerResult("f", [record("x", "error", "Not graded.")], note="Not graded."),
+        # A later check that lists the usual causes does not add a second bug.
+        classreport.LearnerResult("g", [record(bug.caught_by, "failed", named), record(
+            untied.caught_by, "failed", f"Training is off. Check the targets, and that {untied.message}.")]),
+        # One message with two bugs' phrases: the one it names first.
+        classreport.LearnerResult("h", [record(last.caught_by, "failed", both)]),
     ]
-    problems = classreport.problems_of_the_class(results, {STAGE: load_mutants(load_course().stage(STAGE))})
+    problems = classreport.problems_of_the_class(results, {STAGE: mutants})
     assert [(p.known_bug, p.label, p.learners) for p in problems] == [
-        ("counts_transposed", bug.bug, ["a", "b"]),
+        ("counts_transposed", bug.bug, ["a", "b", "g"]),
         ("", "Wrong at 5 of 9.", ["c", "d"]),
+        ("generate_first_position", last.bug, ["h"]),
         ("", named, ["e"]),
     ]
 
