@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from grader import classreport
-from grader.course import load_course
+from grader.course import CourseError, load_course
 from grader.mutants import load_mutants, write_mutant
 from grader.results import Record
 
@@ -268,3 +268,25 @@ def test_without_matplotlib_the_page_has_tables_and_says_why_no_plots(tmp_path, 
     text = page.read_text(encoding="utf-8")
     assert "No plots: the plots need matplotlib" in text and "<img" not in text
     assert "$x$ &lt;b&gt;" in text and not (tmp_path / "report").exists()
+
+
+def test_gradescope_results_of_another_autograder_are_read_as_far_as_they_go(tmp_path):
+    (tmp_path / "ada").mkdir()
+    (tmp_path / "ada" / "results.json").write_text(json.dumps({"tests": [
+        {"name": "adds", "score": 1, "max_score": 1},
+        {"name": "scales", "score": 0, "max_score": 2, "output": "scale([1], 2) should be [2]. It was [1]."},
+        {"name": "needs a GPU", "score": 0, "max_score": 0},
+    ]}))
+    results, unread = classreport.read_folder(tmp_path)
+    assert unread == [] and [r.learner for r in results] == ["ada"]
+    (ada,) = results
+    assert [(r.title, r.status) for r in ada.records] == [("adds", "passed"), ("scales", "failed"), ("needs a GPU", "skipped")]
+    assert ada.score == (1, 3) and ada.graded
+    (problem,) = classreport.problems_of_the_class(results, {})
+    assert problem.label == "scale([1], 2) should be [2]." and problem.learners == ["ada"]
+
+
+def test_an_nbgrader_course_folder_gets_a_clear_answer(tmp_path):
+    (tmp_path / "nbgrader_config.py").write_text("")
+    with pytest.raises(CourseError, match="nbgrader's gradebook keeps one score per notebook cell"):
+        classreport.read_folder(tmp_path)
