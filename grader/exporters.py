@@ -241,9 +241,28 @@ def main(argv: list[str] | None = None) -> int:
 # results go to /autograder/results/results.json ("Autograder Specifications").
 
 GRADESCOPE_COURSE_DIR = "scratchgpt"
-# Everything the grader needs to grade: the suites (hidden ones included), the reference
-# (for hidden checks and earlier stages), the datasets. Not the project's own tests.
-NOT_IN_AUTOGRADER = {"tests", "benchmarks", ".ci", ".git", ".venv", ".vscode", "__pycache__", ".hypothesis", ".pytest_cache"}
+# What pip needs to install the grader, beside the package itself.
+AUTOGRADER_TOP_FILES = {"course.py", "course.toml", "pyproject.toml", "README.md"}
+
+
+def in_autograder(rel: Path, course, stage: "Stage") -> bool:
+    """Only what grading `stage` needs: the grader without its mutants, this stage's suites
+    (hidden ones included), the references of this stage (the hidden checks compare with
+    it) and of the earlier ones it builds on, their stubs, and the datasets. No other
+    stage's answers or hidden checks, no project tests."""
+    parts = rel.parts
+    if "__pycache__" in parts or rel.suffix == ".zip":  # nor an earlier autograder zip lying about
+        return False
+    if len(parts) == 1:
+        return rel.name in AUTOGRADER_TOP_FILES
+    stages = {stage.id, *(dep.id for dep in course.dependencies(stage))}
+    if parts[0] in ("solutions", "exercises"):
+        return parts[1] in stages
+    if parts[0] == "grader":
+        if parts[1] == "mutants":
+            return False
+        return parts[1] != "suites" or (len(parts) > 2 and parts[2] == stage.id)
+    return parts[0] == "datasets"
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder: Python, torch, the grader.
@@ -284,11 +303,7 @@ def build_gradescope_zip(course, stage: "Stage", zip_path: Path) -> list[str]:
     from .release import _tracked_files
 
     zip_path = zip_path.resolve()
-    # Not an earlier autograder zip lying in the course folder either.
-    files = [
-        rel for rel in _tracked_files(course.root)
-        if not set(rel.parts) & NOT_IN_AUTOGRADER and rel.suffix != ".zip" and (course.root / rel).is_file()
-    ]
+    files = [rel for rel in _tracked_files(course.root) if in_autograder(rel, course, stage) and (course.root / rel).is_file()]
     names = []
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -143,7 +143,12 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
             assert stat.S_IMODE(zf.getinfo(script).external_attr >> 16) & stat.S_IXUSR
         zf.extractall(tmp_path / "autograder" / "source")
     assert {"scratchgpt/grader/suites/02_bigram/hidden.py", "scratchgpt/solutions/02_bigram/bigram.py", "scratchgpt/course.toml"} <= names
-    assert not any(n.startswith("scratchgpt/tests/") for n in names)
+    # Only what 02 needs: its suites, its reference and the earlier one's, never a later
+    # stage's answers or hidden checks, the mutants or the project's tests.
+    shipped = {n.split("/")[2] for n in names if n.startswith(("scratchgpt/solutions/", "scratchgpt/exercises/"))}
+    assert shipped == {"01_bpe", "02_bigram"}
+    assert {n.split("/")[3] for n in names if n.startswith("scratchgpt/grader/suites/")} == {"02_bigram"}
+    assert not any(n.startswith(("scratchgpt/tests/", "scratchgpt/grader/mutants/", "scratchgpt/docs/")) for n in names)
 
     autograder = tmp_path / "autograder"
     (autograder / "submission" / "02_bigram").mkdir(parents=True)  # learners may upload the folder
@@ -159,6 +164,12 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     assert results["score"] == 0 and len(results["tests"]) == len(expected_checks(load_course().stage("02_bigram")))
     assert "Not implemented yet" in results["tests"][0]["output"]
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+
+    # What the zip holds is enough to grade: a correct submission earns every point.
+    (autograder / "submission" / "02_bigram" / "bigram.py").write_text((ROOT / "solutions" / "02_bigram" / "bigram.py").read_text())
+    run = subprocess.run(["bash", str(autograder / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
+    results = json.loads((autograder / "results" / "results.json").read_text())
+    assert results["score"] == 24, results.get("output")
 
     # A submission that links to the autograder's own copy of the reference: refused, 0 points.
     shutil.rmtree(autograder / "submission")
