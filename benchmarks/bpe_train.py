@@ -1,11 +1,13 @@
 """Benchmark BPE training: the stage-01 reference vs the naive trainer vs HuggingFace.
 
-    python benchmarks/bpe_train.py [--text PATH] [--vocab-size 1024] [--repeats 3]
+    python benchmarks/bpe_train.py [--dataset NAME | --text PATH] [--vocab-size 1024] [--repeats 3]
                                    [--naive-vocab-size N] [--naive-chars N]
                                    [--out benchmarks/bpe_train.md]
 
 Three trainers learn a byte-level BPE vocabulary of the same size from the same
-text, with the same GPT-4 pre-tokenization:
+text, with the same GPT-4 pre-tokenization. The text is one of the course's datasets
+(default tinyshakespeare: `python -m grader data fetch tinyshakespeare` first), or any
+UTF-8 file given with --text:
 
 * ``reference``: ``Tokenizer.train`` from ``solutions/01_bpe/bpe.py``
   (distinct pre-tokens weighted by count, incremental pair counts, a heap);
@@ -36,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_TEXT = "/work/shared/datasets/tinyshakespeare.txt"
+DEFAULT_DATASET = "tinyshakespeare"
 
 
 def _load(name: str, path: Path):
@@ -114,7 +116,10 @@ def machine_info() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--text", default=DEFAULT_TEXT, help="training text (UTF-8)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help=f"one of the course's datasets (default {DEFAULT_DATASET}; see `python -m grader data list`)")
+    source.add_argument("--text", type=Path, help="a UTF-8 text file to train on instead")
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-vocab-size", type=int, default=None,
@@ -126,7 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = parser.parse_args(argv)
 
-    text = Path(args.text).read_text(encoding="utf-8")
+    if args.text is not None:
+        text, text_name = args.text.read_text(encoding="utf-8"), f"`{args.text.name}`"
+    else:
+        sys.path.insert(0, str(REPO))  # this checkout's grader, whichever folder the script runs from
+        from grader import data
+        from grader.course import CourseError
+
+        try:
+            text, text_name = data.corpus(args.dataset), f"the `{args.dataset}` dataset"
+        except CourseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     naive_vocab = args.naive_vocab_size or args.vocab_size
     naive_text = text[: args.naive_chars] if args.naive_chars else text
     naive_same_setup = naive_vocab == args.vocab_size and len(naive_text) == len(text)
@@ -175,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("hf-tokenizers", n_chars, args.vocab_size, note))
 
     lines = [
-        f"Training a byte-level BPE tokenizer on `{Path(args.text).name}` "
+        f"Training a byte-level BPE tokenizer on {text_name} "
         f"({len(text):,} characters) to `vocab_size={args.vocab_size}` with the GPT-4 "
         f"pre-tokenization regex. `reference` is `Tokenizer.train` from "
         f"`solutions/01_bpe/bpe.py` (pure Python: distinct pre-tokens weighted by their count, "

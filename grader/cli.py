@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the stages, their points and status")
 
     check = sub.add_parser("check", help="run one stage's checks")
-    check.add_argument("stage", help="a stage id, such as 01_bpe")
+    check.add_argument("stage", help="a stage: its id (05_attention), its number (5) or its name (attention)")
     check.add_argument("--impl", default="exercises", help="exercises (default), solutions, or a folder")
     check.add_argument(
         "--deps",
@@ -146,14 +147,28 @@ def _status(course, stage: Stage) -> str:
     return f"{left} part(s) left to implement" if left else "all parts written"
 
 
+def find_stage(course, text: str) -> Stage:
+    """The stage a learner means: `05_attention`, `05`, `5` and `attention` (any case) are all
+    05_attention. Anything else gets the course's answer, with a "did you mean" when one is close."""
+    key = text.strip().lower()
+    number, _, topic = key.partition("_") if key[:1].isdigit() else ("", "", key)
+    for stage in course.stages:
+        stage_number, stage_topic = stage.id.split("_", 1)
+        same_number = number.isdigit() and int(number) == int(stage_number)
+        if key == stage.id or (same_number and topic in ("", stage_topic)) or (not number and topic == stage_topic):
+            return stage
+    return course.stage(text)
+
+
 def available_stage(course, stage_id: str) -> Stage:
-    stage = course.stage(stage_id)
+    stage = find_stage(course, stage_id)
     if not stage.available:
         raise CourseError(f"Stage {stage.id} ({stage.title}) is not available yet. Run `python -m grader list` to see what is.")
     return stage
 
 
 def cmd_check(args) -> int:
+    args.started = time.perf_counter()  # the report's total time counts from here
     course = load_course()
     stage = available_stage(course, args.stage)
     if not args.isolate:
@@ -174,7 +189,7 @@ def cmd_check(args) -> int:
 
 def _check(args, course, stage: Stage, sandbox) -> int:
     from .handle import resolve
-    from .report import render
+    from .report import LiveReport
     from .results import all_passed, write_json
     from .runner import run_stage
 
@@ -186,10 +201,16 @@ def _check(args, course, stage: Stage, sandbox) -> int:
         impl = RemoteImplementation(impl, course, sandbox)
     from .release import unwritten_parts
 
-    records = run_stage(course, stage, impl, verbose=args.verbose)
+    # Each check's line appears as soon as it ends (the same in-process and isolated).
+    report = LiveReport(stage, impl.label, started=args.started)
+    report.start()
+    try:
+        records = run_stage(course, stage, impl, verbose=args.verbose, progress=report)
+    finally:
+        report.close()
     hidden_not_run = course.hidden.get(stage.id, 0)
     later = course.stages[course.stages.index(stage) + 1 :]
-    print(render(stage, records, impl.label, hidden_not_run, unwritten_parts(impl.files), later[0].id if later else None))
+    report.finish(records, hidden_not_run, unwritten_parts(impl.files), later[0].id if later else None)
     if args.json:
         write_json(records, args.json)
     return 0 if all_passed(records) else 1

@@ -119,6 +119,45 @@ def corpus(name: str) -> str:
     return _file(entry).read_text(encoding="utf-8")
 
 
+class CharCorpus:
+    """A corpus as character-level tokens: each distinct character is one token, numbered in
+    sorted order. The stage files' demos train on it (`char_corpus("fables")`).
+
+    Attributes: text; chars, the vocabulary (chars[i] is token i's character); vocab_size;
+    data, the whole text as a (len(text),) int64 tensor of token ids.
+    """
+
+    def __init__(self, text: str):
+        import torch  # here, not at the top: the CLI imports this module before torch may load
+
+        self.text = text
+        self.chars = sorted(set(text))
+        self.vocab_size = len(self.chars)
+        self._ids = {c: i for i, c in enumerate(self.chars)}
+        self.data = torch.tensor(self.encode(text), dtype=torch.long)
+
+    def encode(self, text: str) -> list[int]:
+        return [self._ids[c] for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def batch(self, batch_size: int, block_size: int, generator=None):
+        """(x, y), both (batch_size, block_size): windows of `data` at random offsets, and
+        the same windows one token later (each position's next token)."""
+        import torch
+
+        starts = torch.randint(len(self.data) - block_size - 1, (batch_size,), generator=generator)
+        x = torch.stack([self.data[s : s + block_size] for s in starts])
+        y = torch.stack([self.data[s + 1 : s + block_size + 1] for s in starts])
+        return x, y
+
+
+def char_corpus(name: str) -> CharCorpus:
+    """The dataset `name` as character-level tokens, after checking it (see `corpus`)."""
+    return CharCorpus(corpus(name))
+
+
 # --- downloading -------------------------------------------------------------------------------
 
 

@@ -1,8 +1,11 @@
 """One record per check: every report and exporter is a view of these."""
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+import os
+import stat
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
@@ -19,6 +22,9 @@ class Record:
     message: str
     visibility: str  # "public" or "hidden"
     duration: float
+    # What was graded: {"path": ..., "sha256": ...} for each of the stage's files, the path as
+    # the learner knows it. sha256 is None for a file that could not be read as a regular file.
+    graded_files: list[dict] = field(default_factory=list)
 
     @property
     def counts(self) -> bool:
@@ -35,11 +41,40 @@ def all_passed(records: list[Record]) -> bool:
     return all(r.status in (PASSED, SKIPPED) for r in records) and any(r.status == PASSED for r in records)
 
 
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a regular file's bytes; None for anything else (missing, a link, a fifo).
+
+    A learner's folder is hostile input: a link is never followed, and a fifo or a device is
+    never opened (opening a fifo would wait forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 16):
+            digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def graded_files(shown: list[Path], read: list[Path] | None = None) -> list[dict]:
+    """What a grading run graded: each file's path as shown to people, and the sha256 of the
+    bytes that were graded, read from `read` (the copy the sandbox imports) where given."""
+    return [{"path": str(p), "sha256": file_sha256(r)} for p, r in zip(shown, read or shown)]
+
+
 def write_json(records: list[Record], path: Path) -> None:
     earned, possible = score(records)
     payload = {
         "score": earned,
         "max_score": possible,
+        "graded_files": records[0].graded_files if records else [],
         "records": [asdict(r) for r in records],
     }
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

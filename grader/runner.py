@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import random
 import re
@@ -15,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from hypothesis import HealthCheck, register_random, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Flaky
 
 from .checks import forbidden
 from .course import Course, Stage
 from .handle import Implementation, LearnerError, LoadError, NotImplementedByLearner, reference
 from .registry import Check, Skip, load_checks
-from .results import ERROR, FAILED, PASSED, SKIPPED, Record
+from .results import ERROR, FAILED, PASSED, SKIPPED, Record, graded_files
 from .sandbox.jail import SandboxFailure
 
 # The same code gets the same score on every run: examples are derived from each check's
@@ -37,6 +39,12 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
 )
 settings.load_profile("grader")
+
+# hypothesis caches what it computes (Unicode tables, the constants it reads from source files)
+# in ./.hypothesis by default: the grader must leave nothing in the learner's current folder,
+# so the caches go to a folder of this process that is removed when it exits.
+_HYPOTHESIS_HOME = tempfile.TemporaryDirectory(prefix="grader-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME.name)
 
 
 class _TorchRandom:
@@ -60,6 +68,22 @@ class CheckTimeout(BaseException):
     """Raised inside learner code when a check runs out of time; learner code must not catch it."""
 
 
+class StageProgress:
+    """What run_stage says while it runs, for a live report; this one says nothing.
+
+    In isolated mode the checks still run in this process (only the learner's code runs in
+    the sandboxed child), so the same calls come in both modes."""
+
+    def stage_started(self, checks: list[Check], graded_files: list[dict]) -> None:
+        """The checks about to run, in order, and the files they grade (results.graded_files)."""
+
+    def check_started(self, check: Check) -> None:
+        """A check begins."""
+
+    def check_finished(self, record: Record) -> None:
+        """A check's record, as soon as it is known (also for checks that never ran)."""
+
+
 def stage_checks(stage: Stage) -> list[Check]:
     """The public checks, then the hidden ones where this copy of the course has them."""
     found = []
@@ -71,14 +95,27 @@ def stage_checks(stage: Stage) -> list[Check]:
 
 
 def run_stage(
-    course: Course, stage: Stage, impl: Implementation, verbose: bool = False, only: str | None = None
+    course: Course,
+    stage: Stage,
+    impl: Implementation,
+    verbose: bool = False,
+    only: str | None = None,
+    progress: StageProgress | None = None,
 ) -> list[Record]:
     """Every check of the stage (or just the one named `only`) on `impl`, in suite order."""
     checks = [c for c in stage_checks(stage) if only is None or c.id == only]
     all_modules = {name for s in course.stages for name in s.module_names}
+    # Isolated, the child imports a copy of the learner's files: its bytes are what was
+    # graded, and the learner's own path is what they recognise.
+    files = graded_files(getattr(impl, "local", impl).files, impl.files)
+    progress = progress or StageProgress()
+    progress.stage_started(checks, files)
 
     def everyone(status: str, message: str) -> list[Record]:
-        return [_record(stage, c, 0, status, message, 0.0) for c in checks]
+        records = [_record(stage, c, 0, status, message, 0.0, files) for c in checks]
+        for record in records:
+            progress.check_finished(record)
+        return records
 
     # In isolated mode the scan also reads the submission's modules that the stage files import.
     violations = forbidden.scan(getattr(impl, "scan_files", impl.files), stage.forbidden)
@@ -99,8 +136,10 @@ def run_stage(
     started = time.perf_counter()
     for check in checks:
         if time.perf_counter() - started > stage.time_limit:
-            records.append(_record(stage, check, 0, FAILED, f"Not run: the stage's time limit of {stage.time_limit:g} s ran out.", 0.0))
+            records.append(_record(stage, check, 0, FAILED, f"Not run: the stage's time limit of {stage.time_limit:g} s ran out.", 0.0, files))
+            progress.check_finished(records[-1])
             continue
+        progress.check_started(check)
         fixtures = {}
         if "ref" in check.fixtures and ref is None:
             ref = reference(course, stage)
@@ -114,9 +153,10 @@ def run_stage(
         with make_tmp() as tmp:
             available = {"impl": impl, "ref": ref, "tmp_path": Path(tmp)}
             fixtures = {name: available[name] for name in check.fixtures if name in available}
-            records.append(run_check(stage, check, fixtures, verbose))
+            records.append(dataclasses.replace(run_check(stage, check, fixtures, verbose), graded_files=files))
         if begin_check is not None:
             impl.end_check()
+        progress.check_finished(records[-1])
     return records
 
 
@@ -164,8 +204,12 @@ def run_check(stage: Stage, check: Check, fixtures: dict, verbose: bool = False)
     return _record(stage, check, earned, status, message, time.perf_counter() - start)
 
 
-def _record(stage: Stage, check: Check, earned: float, status: str, message: str, duration: float) -> Record:
-    return Record(stage.id, check.id, check.title, earned, check.points, status, message, check.visibility, round(duration, 3))
+def _record(
+    stage: Stage, check: Check, earned: float, status: str, message: str, duration: float, files: list[dict] = ()
+) -> Record:
+    return Record(
+        stage.id, check.id, check.title, earned, check.points, status, message, check.visibility, round(duration, 3), list(files)
+    )
 
 
 def _notes(exc: BaseException) -> str:

@@ -1,6 +1,13 @@
 """The CLI as a learner meets it: clear messages, honest exit codes, no tracebacks, no writes."""
+import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
+
+import pytest
 
 from conftest import ROOT
 
@@ -37,10 +44,26 @@ def test_list_shows_every_stage(grader, tmp_path):
 
 
 def test_unknown_stage_suggests_the_right_id(grader):
-    out = grader("check", "2_bigram")
+    out = grader("check", "atention")
     assert out.returncode == 2
-    assert "Did you mean 02_bigram?" in out.stderr
+    assert "Did you mean 05_attention?" in out.stderr
+    assert out.stdout == ""
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_stage_is_named_by_its_id_its_number_or_its_name(grader):
+    from grader.cli import find_stage
+    from grader.course import CourseError, load_course
+
+    course = load_course()
+    for text in ("05_attention", "05", "5", "attention", "Attention", " 5 ", "5_attention"):
+        assert find_stage(course, text).id == "05_attention", text
+    assert find_stage(course, "10").id == "10_llama" and find_stage(course, "1").id == "01_bpe"
+    # A number and a name that disagree are a question, not an answer.
+    with pytest.raises(CourseError, match="Did you mean 05_attention"):
+        find_stage(course, "06_attention")
+    out = grader("check", "attention")
+    assert out.stdout.splitlines()[0].startswith("05_attention  ")
 
 
 def test_stage_not_available_yet(grader, tmp_path):
@@ -62,9 +85,16 @@ def test_reference_earns_every_point_and_writes_json(grader, tmp_path):
     assert out.returncode == 0, out.stdout
     payload = json.loads((tmp_path / "r.json").read_text())
     assert payload["score"] == payload["max_score"] == 24
-    fields = {"stage", "check_id", "title", "points_earned", "points_possible", "status", "message", "visibility", "duration"}
+    fields = {"stage", "check_id", "title", "points_earned", "points_possible", "status", "message", "visibility", "duration",
+              "graded_files"}
     assert all(set(r) == fields for r in payload["records"])
     assert {r["visibility"] for r in payload["records"]} == {"public", "hidden"}
+    # What was graded: the file's path and the sha256 of its bytes, in every record and the header.
+    graded = ROOT / "solutions" / "02_bigram" / "bigram.py"
+    sha256 = hashlib.sha256(graded.read_bytes()).hexdigest()
+    assert payload["graded_files"] == [{"path": str(graded), "sha256": sha256}]
+    assert all(r["graded_files"] == payload["graded_files"] for r in payload["records"])
+    assert f"graded: solutions/02_bigram/bigram.py (sha256 {sha256[:12]})" in out.stdout.splitlines()[1]
 
 
 def test_stubs_score_zero_with_guidance(grader):
@@ -132,3 +162,40 @@ def test_same_code_same_score(grader, tmp_path):
         runs.append([{k: v for k, v in r.items() if k != "duration"} for r in records])
     assert runs[0] == runs[1]
     assert any(r["status"] == "failed" for r in runs[0])
+
+
+@pytest.mark.parametrize("mode", [[], ["--isolate"]], ids=["in-process", "isolated"])
+def test_each_check_shows_as_soon_as_it_ends_and_the_total_time_comes_last(tmp_path, mode):
+    stage = copy_stage(tmp_path, "02_bigram")
+    source = (stage / "bigram.py").read_text()
+    # Generation is checked late in the suite: its first call slowed down, the run is still
+    # going when the first check's line must already be on the screen.
+    first_call = "        ### BEGIN SOLUTION\n        for _ in range(max_new_tokens):"
+    slow = source.replace(first_call, "        __import__('time').sleep(0 if SLEPT else 3); SLEPT.append(1)\n" + first_call)
+    assert slow != source
+    (stage / "bigram.py").write_text(slow + "\nSLEPT = []\n")
+    run = tmp_path / "elsewhere"  # a learner's current folder, which the grader must leave as it was
+    run.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "check", "bigram", "--impl", str(stage.parent), *mode], cwd=run,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline()]
+        while lines[-1] and "build_vocab" not in lines[-1]:  # the header, then the first check
+            lines.append(proc.stdout.readline())
+        first_check_shown = time.monotonic()
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()
+        ended = time.monotonic()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lines[0].startswith("02_bigram  ") and lines[1].startswith("graded: ") and lines[-2] == "\n"
+    assert "build_vocab, encode and decode round-trip the text" in lines[-1] and " s\n" in lines[-1]
+    # The 3 s of the slow check come after the first line: printed at the end, it would come with the rest.
+    assert ended - first_check_shown > 2.5, "the first check's line came only when the run had ended"
+    report = "".join(lines) + rest
+    assert report.splitlines()[-1].startswith("Took ") and report.splitlines()[-1].endswith(" s in all.")
+    assert "\r" not in report and "\x1b" not in report  # not a terminal: no control characters
+    assert list(run.iterdir()) == []  # no .hypothesis/ left behind

@@ -214,3 +214,59 @@ def test_command_list_and_verify(sandbox, capsys):
 def test_command_fetch_needs_a_name(sandbox):
     with pytest.raises(CourseError, match="python -m grader data fetch tinyshakespeare"):
         data.command("fetch", None)
+
+
+# --- the demos' loader and the benchmarks ------------------------------------------------------
+
+ROOT = REPO_DATASETS.parent
+
+
+def test_char_corpus_is_the_text_one_token_per_character():
+    import torch
+
+    corpus = data.char_corpus("fables")
+    assert corpus.text == data.corpus("fables")
+    assert corpus.chars == sorted(set(corpus.text)) and corpus.vocab_size == len(corpus.chars)
+    assert corpus.data.dtype == torch.long and corpus.data.shape == (len(corpus.text),)
+    assert corpus.decode(corpus.data[:500].tolist()) == corpus.text[:500]
+    x, y = corpus.batch(5, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (5, 16) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x one token later
+    again, _ = corpus.batch(5, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)
+
+
+@pytest.mark.parametrize("stage_file", ["07_layernorm/gpt.py", "10_llama/llama.py"])
+@pytest.mark.parametrize("folder", ["solutions", "exercises"])
+def test_demos_load_the_corpus_through_the_shared_loader(folder, stage_file):
+    source = (ROOT / folder / stage_file).read_text(encoding="utf-8")
+    demo = source.split('if __name__ == "__main__":')[-1]
+    assert "from grader.data import char_corpus" in demo
+    assert "fables.txt" not in source and "read_text" not in demo
+
+
+@pytest.mark.parametrize("stage_file", ["07_layernorm/gpt.py", "10_llama/llama.py"])
+def test_demos_run(stage_file, tmp_path):
+    """The reference's demos, end to end. They train for 200 steps (minutes on a CPU): a
+    `range` in the script's globals that stops at 3 keeps every line of them running."""
+    script = (
+        "import builtins, runpy, sys\n"
+        "runpy.run_path(sys.argv[1], run_name='__main__', init_globals={'range': lambda *a: builtins.range(*a)[:3]})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(ROOT / "solutions" / stage_file)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "step   0: loss" in out.stdout and "sample:" in out.stdout
+
+
+def test_bpe_benchmark_trains_on_the_course_datasets(tmp_path):
+    script = ROOT / "benchmarks" / "bpe_train.py"
+    assert "/work/" not in script.read_text(encoding="utf-8")
+    # From any folder: the dataset is found through the course, not a path of one machine.
+    out = subprocess.run([sys.executable, str(script), "--dataset", "fables", "--vocab-size", "270", "--repeats", "1",
+                          "--skip-naive", "--skip-hf"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "the `fables` dataset (200,305 characters)" in out.stdout and "| reference |" in out.stdout
+    out = subprocess.run([sys.executable, str(script), "--dataset", "fabels", "--repeats", "1"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Did you mean 'fables'?" in out.stderr and "Traceback" not in out.stderr

@@ -254,29 +254,25 @@ class GPT(nn.Module):
 if __name__ == "__main__":
     import math
 
-    text = (Path(__file__).resolve().parents[2] / "datasets" / "fables.txt").read_text(encoding="utf-8")
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    data = torch.tensor([stoi[c] for c in text])
+    from grader.data import char_corpus  # the course's corpus, one token per character
 
+    corpus = char_corpus("fables")
     torch.manual_seed(0)
-    config = GPTConfig(block_size=32, vocab_size=len(chars), n_layer=2, n_head=4, n_embd=64)
+    config = GPTConfig(block_size=32, vocab_size=corpus.vocab_size, n_layer=2, n_head=4, n_embd=64)
     model = GPT(config)
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for step in range(201):
-        starts = torch.randint(len(data) - config.block_size - 1, (16,))
-        x = torch.stack([data[s : s + config.block_size] for s in starts])
-        y = torch.stack([data[s + 1 : s + config.block_size + 1] for s in starts])
+        x, y = corpus.batch(16, config.block_size)
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % 50 == 0:
-            note = f" (ln(V) = {math.log(len(chars)):.3f})" if step == 0 else ""
+            note = f" (ln(V) = {math.log(corpus.vocab_size):.3f})" if step == 0 else ""
             print(f"step {step:3d}: loss {loss.item():.3f}{note}")
     model.eval()
-    prompt = torch.tensor([[stoi["T"]]])
+    prompt = torch.tensor([corpus.encode("T")])
     sample = model.generate(prompt, max_new_tokens=120, temperature=0.8)
-    print("sample:", "".join(chars[i] for i in sample[0].tolist()))
+    print("sample:", corpus.decode(sample[0].tolist()))
     print("Train it properly on real text: python -m grader train")

@@ -458,33 +458,28 @@ class Llama(nn.Module):
 
 if __name__ == "__main__":
     import time
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "datasets" / "fables.txt").read_text(encoding="utf-8")
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    data = torch.tensor([stoi[c] for c in text])
+    from grader.data import char_corpus  # the course's corpus, one token per character
 
+    corpus = char_corpus("fables")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(chars), dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=256)
+    config = LlamaConfig(vocab_size=corpus.vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=256)
     model = Llama(config)
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for step in range(201):
-        starts = torch.randint(len(data) - 65, (16,))
-        x = torch.stack([data[s : s + 64] for s in starts])
-        y = torch.stack([data[s + 1 : s + 65] for s in starts])
+        x, y = corpus.batch(16, 64)
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % 50 == 0:
-            note = f" (ln(V) = {math.log(len(chars)):.3f})" if step == 0 else ""
+            note = f" (ln(V) = {math.log(corpus.vocab_size):.3f})" if step == 0 else ""
             print(f"step {step:3d}: loss {loss.item():.3f}{note}")
     model.eval()
-    prompt = torch.tensor([[stoi["T"]]])
+    prompt = torch.tensor([corpus.encode("T")])
     for use_cache in (False, True):
         start = time.perf_counter()
         out = model.generate(prompt, max_new_tokens=200, use_cache=use_cache)
         print(f"use_cache={use_cache}: {time.perf_counter() - start:.2f} s")
-    print("sample:", "".join(chars[i] for i in out[0].tolist()))
+    print("sample:", corpus.decode(out[0].tolist()))
