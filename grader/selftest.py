@@ -1,4 +1,5 @@
-"""Prove the suites: the reference earns every point, the stubs earn none, every mutant is caught."""
+"""Prove the suites: the reference earns every point, the stubs earn none, every mutant is caught
+and no check crashes on it."""
 from __future__ import annotations
 
 import tempfile
@@ -7,9 +8,8 @@ from pathlib import Path
 from .course import Course, Stage
 from .handle import resolve
 from .mutants import load_mutants, write_mutant
-from .registry import Check
-from .results import ERROR, FAILED, PASSED, SKIPPED, Record, score
-from .runner import run_stage, stage_checks
+from .results import ERROR, FAILED, PASSED, SKIPPED, score
+from .runner import GRADER_BUG, run_stage, stage_checks
 
 
 def selftest(course: Course, stages: list[Stage], verbose: bool = False) -> bool:
@@ -75,16 +75,16 @@ def _mutants_caught(course: Course, stage: Stage, verbose: bool) -> bool:
             if mutant.caught_by not in checks:
                 ok &= _report(False, f"{mutant.name}: names check {mutant.caught_by!r}, which {stage.id} does not have")
                 continue
-            record = _run_one(course, stage, checks[mutant.caught_by], folder.parent, verbose)
+            # The whole suite, public and hidden: no check may crash on a buggy implementation
+            # (the inputs hypothesis shrinks a failure to included), or the learner reads
+            # "grader bug" instead of their own mistake.
+            records = run_stage(course, stage, resolve(course, stage, str(folder.parent), "reference"), verbose)
+            record = next(r for r in records if r.check_id == mutant.caught_by)
             caught = record.status in (FAILED, ERROR) and mutant.message.lower() in record.message.lower()
             first = record.message.splitlines()[0] if record.message else "(no message)"
             ok &= _report(caught, f"{mutant.name} ({mutant.bug}): {record.check_id} {record.status}: {first}")
             if not caught and record.status in (FAILED, ERROR):
                 print(f"       the message should contain {mutant.message!r}:\n{record.message}")
+            for crashed in (r for r in records if GRADER_BUG in r.message):
+                ok &= _report(False, f"{mutant.name}: the check {crashed.check_id} crashed: {crashed.message}")
     return ok
-
-
-def _run_one(course: Course, stage: Stage, check: Check, root: Path, verbose: bool) -> Record:
-    impl = resolve(course, stage, str(root), "reference")
-    records = run_stage(course, stage, impl, verbose, only=check.id)
-    return records[0]

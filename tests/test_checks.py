@@ -1,4 +1,5 @@
 """The shared checks and the handle: each can fail, and says where and why."""
+import shutil
 import textwrap
 
 import pytest
@@ -17,9 +18,12 @@ from grader.checks import (
     measure_ratio,
     perturb_vector,
 )
+from conftest import ROOT
 from grader.checks.forbidden import scan
 from grader.course import load_course
-from grader.handle import Implementation, LearnerError, ObjectHandle
+from grader.handle import Implementation, LearnerError, ObjectHandle, resolve
+from grader.report import render
+from grader.runner import run_stage
 
 
 def test_assert_close_names_position_and_size():
@@ -124,3 +128,22 @@ def test_learner_exceptions_are_wrapped():
         impl.probe(lambda: 1 / 0)
     assert isinstance(info.value.original, ZeroDivisionError)
     assert "Your code raised ZeroDivisionError" in str(info.value)
+
+
+@pytest.mark.parametrize("breakage, cause", [
+    ("import torch.nn.functional as F\nsneaky = F.softmax\n", "forbidden API (softmax.py line 2 uses F.softmax"),
+    ("def broken(:\n", "softmax.py has a syntax error on line 1"),
+])
+def test_a_cause_every_check_shares_is_reported_once(tmp_path, breakage, cause):
+    course = load_course()
+    stage = course.stage("04_softmax")
+    folder = tmp_path / stage.id
+    shutil.copytree(ROOT / "solutions" / stage.id, folder)
+    source = folder / "softmax.py"
+    source.write_text(breakage + source.read_text())
+    records = run_stage(course, stage, resolve(course, stage, str(tmp_path), "reference"))
+    assert len(records) > 3 and all(r.points_earned == 0 and cause in r.message for r in records)  # every record says why
+    report = render(stage, records, "submission", width=2000)
+    checks_part = report.split("\nScore:")[0]
+    assert checks_part.count(cause) == 1, report  # the report says it once, under the first check
+    assert all(r.title in checks_part for r in records)
