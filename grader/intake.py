@@ -38,6 +38,7 @@ MAX_FILE_BYTES = 16 << 20  # a larger file is left out (a larger stage file or m
 MAX_TOTAL_BYTES = 64 << 20  # all files taken together
 # Never searched for the stage's files: tools' folders, and the course's own solutions/.
 NOT_SEARCHED = {"__pycache__", "__MACOSX", ".git", ".venv", "venv", "node_modules", "solutions", ".ipynb_checkpoints"}
+TOOL_FOLDERS = {".git", ".venv", "venv", "node_modules", "__pycache__"}  # never looked into at all
 # Never taken from the stage folder: caches, and files that hijack Python or pytest at start-up.
 NOT_TAKEN = {"__pycache__", "conftest.py", "sitecustomize.py", "usercustomize.py"}
 LINKS_MESSAGE = "Links are not accepted: hand in the files themselves, not links to them."
@@ -158,12 +159,12 @@ def find_stage_folder(root: Path, stage: Stage) -> Path:
     similar: list[str] = []
     elsewhere: list[str] = []
     names_seen = 0
-    queue: list[tuple[PurePosixPath, int]] = []
-    fd = _open_root(root)
-    queue.append((PurePosixPath(), fd))
+    # Folders to look through, nearest first, and whether a copy found there would be graded
+    # (deeper than SEARCH_DEPTH, one is only named in the message).
+    queue: list[tuple[PurePosixPath, int, bool]] = [(PurePosixPath(), _open_root(root), True)]
     try:
         while queue:
-            relative, fd = queue.pop(0)
+            relative, fd, searched = queue.pop(0)
             try:
                 entries = _entries(fd)
                 present = set()
@@ -190,22 +191,25 @@ def find_stage_folder(root: Path, stage: Stage) -> Path:
                         similar.append(shown(str(path)))
                     if stat.S_ISDIR(mode):
                         if name in NOT_SEARCHED or name.startswith("."):
-                            if name == "solutions" or name in wanted:
+                            if name not in TOOL_FOLDERS:  # solutions/, a hidden backup: say so if it is there
                                 elsewhere += _names_in(fd, name, wanted, relative)
                             continue
-                        if len(relative.parts) + 1 <= SEARCH_DEPTH:
+                        depth = len(relative.parts) + 1
+                        if depth <= TREE_DEPTH:
                             try:
-                                queue.append((path, _open_dir(name, dir_fd=fd)))
+                                queue.append((path, _open_dir(name, dir_fd=fd), searched and depth <= SEARCH_DEPTH))
                             except OSError:
                                 pass  # replaced by something else since it was listed
-                if present == wanted:
+                if present == wanted and searched:
                     candidates.append(relative)
+                elif present == wanted:
+                    elsewhere.append(shown(str(relative / stage.files[0])))
                 elif present:
                     odd.append(f"{shown(str(relative / sorted(present)[0]))} has no {', '.join(sorted(wanted - present))} beside it")
             finally:
                 os.close(fd)
     finally:
-        for _, other in queue:
+        for _, other, _ in queue:
             os.close(other)
     where = _where(root)
     if len(candidates) == 1:
@@ -226,7 +230,8 @@ def find_stage_folder(root: Path, stage: Stage) -> Path:
         raise Refused(f"Found {names}; the file must be named {files}. Rename it and hand it in again.")
     if elsewhere:
         raise Refused(
-            f"Found {elsewhere[0]} in a folder the grader does not look in. Put {files} in {where}/ or {where}/{stage.id}/."
+            f"Found {elsewhere[0]}, in a folder the grader does not look in (solutions/, a hidden folder, or more than "
+            f"{SEARCH_DEPTH} folders down). Put {files} in {where}/ or {where}/{stage.id}/."
         )
     if names_seen > MAX_NAMES:
         raise Refused(f"{where}/ holds more than {MAX_NAMES:,} files and folders; hand in only your code.")

@@ -119,11 +119,12 @@ def test_wrong_names_are_named(tmp_path):
         assert f"Found {handed_in}; the file must be named bigram.py" in refused(root)
 
 
-def test_a_file_in_a_folder_the_grader_does_not_search_is_named(tmp_path):
-    (tmp_path / "solutions" / "02_bigram").mkdir(parents=True)
-    (tmp_path / "solutions" / "02_bigram" / "bigram.py").write_text("x")
+@pytest.mark.parametrize("folder", ["solutions/02_bigram", ".backup", "a/b/c/d/e"])
+def test_a_file_in_a_folder_the_grader_does_not_search_is_named(tmp_path, folder):
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / "bigram.py").write_text("x")
     message = refused(tmp_path)
-    assert "Found solutions/02_bigram/bigram.py in a folder the grader does not look in" in message
+    assert f"Found {folder}/bigram.py, in a folder the grader does not look in" in message
 
 
 def test_two_copies_are_refused_and_both_named(tmp_path):
