@@ -61,28 +61,6 @@ def parameter_gradients(model: torch.nn.Module, *inputs) -> dict[str, float | No
     }
 
 
-def count_torch_calls(fn, *args, **kwargs) -> int:
-    """How many torch functions and tensor methods `fn(*args, **kwargs)` calls, nested ones not counted.
-
-    Deterministic where timing is not: a vectorized function makes the same number of calls
-    for every sequence length, a Python loop over positions makes more as T grows.
-    """
-    from torch.overrides import TorchFunctionMode
-
-    class Counter(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.calls = 0
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.calls += 1
-            return func(*args, **(kwargs or {}))
-
-    with Counter() as counter:
-        fn(*args, **kwargs)
-    return counter.calls
-
-
 def tensor_layout(module: torch.nn.Module) -> dict[str, dict[str, tuple[int, ...]]]:
     """Where a module keeps its tensors: name -> shape, by kind.
 
@@ -170,28 +148,14 @@ def evaluate_with(evaluate, model: torch.nn.Module, *args, **kwargs) -> dict:
     }
 
 
-def timed_calls(fn, *args, times: int = 1, threads: int = 0, cpu_time: bool = False) -> float:
-    """Seconds that `times` calls of fn(*args) take, timed in the process where fn runs.
+def call_each(fn, inputs: list) -> list:
+    """[fn(*args) for args in inputs], in the process where fn runs: one round trip for many calls.
 
-    Timed where the code runs, so a sandbox's pipe adds nothing to it. `threads` > 0 pins
-    PyTorch's intra-op threads meanwhile: on a small shared machine, two threads make
-    sub-millisecond timings jump by tens of milliseconds. `cpu_time` counts this thread's
-    CPU time instead of the wall clock, so other busy processes do not inflate it; use it
-    with threads=1, where all of PyTorch's work runs on this thread.
+    What a speed check times from outside (grader.checks.speed.measure_ratio): the grader
+    holds the clock, the inputs are fresh for every timed run, and the answers come back to
+    be checked, so neither a forged clock nor a remembered answer gains anything.
     """
-    import time
-
-    clock = time.thread_time if cpu_time else time.perf_counter
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        start = clock()
-        for _ in range(times):
-            fn(*args)
-        return clock() - start
-    finally:
-        torch.set_num_threads(before)
+    return [fn(*args) for args in inputs]
 
 
 # --- stage 08 (GPT-2): tying, optimizer groups, building on the meta device, seeded sampling ---
@@ -586,12 +550,18 @@ class StepTrainer:
         self.amp = amp
         self.tokens = batch * T * accum
 
-    def step(self) -> float:
+    def step(self, batches: list | None = None) -> float:
+        """One training step on `batches` ((x, y) pairs, moved to the device here; a speed
+        check sends new ones for every timed step), or on the fixed batches made at build time."""
+        if batches is None:
+            batches = self.batches
+        else:
+            batches = [(x.to(self.device), y.to(self.device)) for x, y in batches]
         before = _matmul_precision()
         try:
             self.train.configure_tf32()
             with _modules_visible(self.modules):
-                loss, _ = self.train.train_step(self.model, self.optimizer, self.batches, max_norm=1.0,
+                loss, _ = self.train.train_step(self.model, self.optimizer, batches, max_norm=1.0,
                                                 amp_dtype=torch.bfloat16 if self.amp else None)
         finally:
             torch.set_float32_matmul_precision(before)
@@ -617,13 +587,15 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize()
 
 
-def float32_matmuls(configure_tf32, n: int, times: int, device: str) -> None:
-    """`times` products of two (n, n) float32 matrices on `device`, after `configure_tf32()` (a
-    learner's), or in full precision when it is None; the precision is put back afterwards.
-    The caller times it: the GPU check calls it for the learner through the handle, and for the
-    full-precision baseline in the grader's own process."""
+def float32_matmuls(configure_tf32, n: int, times: int, device: str, seed: int = 0) -> torch.Tensor:
+    """`times` products of two (n, n) float32 matrices made from `seed` on `device`, after
+    `configure_tf32()` (a learner's), or in full precision when it is None; the precision is
+    put back afterwards. Returns the top-left (8, 8) corner of the last product, on the CPU,
+    for the caller to check. The caller times it: the GPU check calls it for the learner
+    through the handle, with a new seed every run, and for the full-precision baseline in
+    the grader's own process."""
     before = _matmul_precision()
-    gen = torch.Generator(device=device).manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(seed)
     a = torch.randn(n, n, device=device, generator=gen)
     b = torch.randn(n, n, device=device, generator=gen)
     try:
@@ -632,24 +604,26 @@ def float32_matmuls(configure_tf32, n: int, times: int, device: str) -> None:
         else:
             configure_tf32()
         for _ in range(times):
-            a @ b
+            product = a @ b
         _synchronize(device)
     finally:
         torch.set_float32_matmul_precision(before)
+    return product[:8, :8].float().cpu()
 
 
-def attention_step(attention: torch.nn.Module, batch: int, T: int, C: int, device: str) -> None:
+def attention_step(attention: torch.nn.Module, batch: int, T: int, C: int, device: str, seed: int = 0) -> torch.Tensor:
     """Forward and backward of `attention` ((B, T, C) -> (B, T, C)) in training mode on `device`,
-    under bf16 autocast, for a random x of shape (batch, T, C). The caller times it: the GPU
+    under bf16 autocast, for a random x of shape (batch, T, C) made from `seed`. The caller times it: the GPU
     check runs it on the learner's attention through the handle, and on stage 06's masked
     attention with the same weights in the grader's own process."""
     attention = attention.to(device).train()
-    gen = torch.Generator(device=device).manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(batch, T, C, device=device, generator=gen, requires_grad=True)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
         out = attention(x)
     out.float().sum().backward()
     _synchronize(device)
+    return out[0, :8].detach().float().cpu()  # a corner of the output, for the caller to check
 
 
 def build_on_device(cls, config, device: str, dtype: torch.dtype) -> torch.nn.Module:

@@ -1,13 +1,11 @@
 """Stage 04, hidden checks: attention-shaped masked softmax against the reference, and speed."""
-import statistics
-
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import Skip, SpeedResult, assert_close, assert_speed_ratio
-from grader.probes import timed_calls
+from grader.checks import assert_close, assert_speed_ratio
+from grader.checks.speed import measure_calls
 
 NEG_INF = float("-inf")
 
@@ -34,23 +32,6 @@ def masked_weights_match_reference(impl, ref, B, H, T, pad, seed):
     )
 
 
-def interleaved_ratio(impl, ref, mine, reference, x, times: int, repeats: int) -> SpeedResult:
-    """measure_ratio's interleaved medians, with each sample timed inside the process that runs the code.
-
-    One sample is the CPU time of `times` calls on one thread (timed_calls): a sandbox's pipe
-    costs nothing, and other processes on a busy machine do not inflate one side's samples.
-    """
-    impl.probe(timed_calls, mine, x, times=1, threads=1)  # warm-up
-    ref.probe(timed_calls, reference, x, times=1, threads=1)
-    learner, theirs = [], []
-    for _ in range(repeats):
-        learner.append(impl.probe(timed_calls, mine, x, times=times, threads=1, cpu_time=True))
-        theirs.append(ref.probe(timed_calls, reference, x, times=times, threads=1, cpu_time=True))
-    if statistics.median(theirs) <= 0:
-        raise Skip("the reference ran too fast to time on this machine")
-    return SpeedResult(statistics.median(learner), statistics.median(theirs), repeats)
-
-
 @check("average_tril and average_softmax are at most 5x slower than the reference", points=2)
 def vectorized_speed(impl, ref):
     ours, theirs = impl.module("softmax"), ref.module("softmax")
@@ -58,9 +39,11 @@ def vectorized_speed(impl, ref):
     # positions shows. Measured on a 2-core machine: loops over positions 25x-40x, a loop
     # inside mask_future about 6x; correct variants (float64 inside, einsum, extra ops in
     # softmax) 1x-1.5x.
-    x = torch.randn(4, 128, 16)
     for method in ("average_tril", "average_softmax"):
-        result = interleaved_ratio(impl, ref, getattr(ours, method), getattr(theirs, method), x, times=10, repeats=7)
+        # Each run: 10 calls on new inputs, timed by the CPU time the grader reads (measure_calls).
+        result = measure_calls((impl, getattr(ours, method)), (ref, getattr(theirs, method)),
+                               lambda gen: (torch.randn(4, 128, 16, generator=gen),), calls=10, repeats=7,
+                               what=f"{method}(x of shape (4, 128, 16))")
         assert_speed_ratio(
             result, 5.0, f"{method} on x of shape (4, 128, 16)",
             hint="Look for a Python loop over positions or rows, or a mask built element by element: build the "

@@ -4,7 +4,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, assert_close, assert_speed_ratio, measure_ratio
+from grader.checks import CheckFailure, assert_close, assert_speed_ratio
+from grader.checks.speed import measure_calls
 from grader.handle import LearnerError
 from grader.probes import set_parameter
 
@@ -65,22 +66,14 @@ def speed(impl, ref):
     B, T, C, head_size = 4, 128, 64, 16
     ours = make(impl.module("attention"), C, head_size, T)
     theirs = make(ref.module("attention"), C, head_size, T)
-    x = torch.randn(B, T, C)
-
-    def repeat(head):
-        def go():
-            for _ in range(10):
-                head(x)
-        return go
-
-    # One thread: on a busy machine, small ops on several threads wait for each other far
-    # longer than they compute, and the timings turn to noise.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = measure_ratio(repeat(ours), repeat(theirs), repeats=7)
-    finally:
-        torch.set_num_threads(threads)
+    # Each run: 10 calls on new inputs, on one thread (on a busy machine, small ops on several
+    # threads wait for each other far longer than they compute), timed by the CPU time the grader
+    # reads (measure_calls); the outputs must match the reference's.
+    ours.eval()
+    theirs.eval()
+    same_weights(impl, ours, theirs)
+    result = measure_calls((impl, ours), (ref, theirs), lambda gen: (torch.randn(B, T, C, generator=gen),), calls=10,
+                           repeats=7, what=f"Head(x) at B={B}, T={T}, C={C}")
     assert_speed_ratio(
         result, 4.0, f"Head(x) at B={B}, T={T}, C={C}, head_size={head_size}",
         hint="Compute every position at once: one (B, T, T) score matrix q @ k.transpose(-2, -1), one masked_fill, "

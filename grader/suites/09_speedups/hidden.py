@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from grader import check
 from grader.checks import CheckFailure, assert_close, expect_tensor, measure_ratio
-from grader.checks.speed import needs_cuda, speed_verdict
+from grader.checks.speed import fresh_batches, needs_cuda, speed_verdict
 from grader.probes import TinyLM, make_step_trainer, run_train_step
 
 
@@ -70,7 +70,9 @@ def step_verdict(impl, ref, device="cuda", sizes=GPT2_SMALL, batch=8, T=1024, re
     """The learner's compiled bf16 training step against the reference's, both built the same way."""
     ours = impl.probe(make_step_trainer, impl.module("train"), dict(sizes), batch, T, device=device, backend=backend)
     theirs = ref.probe(make_step_trainer, ref.module("train"), dict(sizes), batch, T, device=device, backend=backend)
-    result = measure_ratio(ours.step, theirs.step, repeats=repeats, warmup=1, device=device)
+    # New batches for every timed step, from a secret seed: the same for both sides.
+    result = measure_ratio(ours.step, theirs.step, repeats=repeats, warmup=1, device=device,
+                           inputs=lambda gen: fresh_batches(gen, sizes["vocab_size"], batch, T))
     tokens = batch * T
     return speed_verdict(
         result, 1 / STEP_MIN_TOKENS_RATIO,

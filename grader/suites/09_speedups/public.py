@@ -26,7 +26,7 @@ from grader.checks import (
     measure_ratio,
     perturb_vector,
 )
-from grader.checks.speed import SpeedVerdict, needs_cuda, speed_verdict
+from grader.checks.speed import SpeedVerdict, fresh_batches, needs_cuda, seed_of, speed_verdict, timed_answers_agree
 from grader.handle import LearnerError
 from grader.probes import (
     TinyDDP,
@@ -636,8 +636,13 @@ class MaskedAttention(torch.nn.Module):
 def tf32_verdict(impl, device="cuda", n=4096, times=5, repeats=10):
     """`times` (n, n) float32 matmuls after the learner's configure_tf32, against full precision."""
     configure = impl.module("train").configure_tf32
-    result = measure_ratio(lambda: impl.probe(float32_matmuls, configure, n, times, device),
-                           lambda: float32_matmuls(None, n, times, device), repeats=repeats, warmup=1, device=device)
+    # New matrices every run (a secret seed), and the learner's products must be right: in TF32
+    # each entry of an (n, n) product of unit normals is off by about 1e-3 x sqrt(n) at most.
+    result = measure_ratio(lambda seed: impl.probe(float32_matmuls, configure, n, times, device, seed),
+                           lambda seed: float32_matmuls(None, n, times, device, seed), repeats=repeats, warmup=1,
+                           device=device, inputs=seed_of,
+                           agree=timed_answers_agree(f"a float32 matmul of {n} x {n} after configure_tf32()",
+                                                     rtol=1e-2, atol=1e-2 * n**0.5))
     return SpeedVerdict(
         result, 1 / TF32_MIN_SPEEDUP,
         f"{times} float32 matmuls of {n} x {n} took {result.learner_seconds * 1e3:.2f} ms after configure_tf32() and "
@@ -656,9 +661,11 @@ def flash_verdict(impl, device="cuda", batch=8, T=1024, n_embd=768, n_head=12, r
         raise CheckFailure("CausalSelfAttention has no c_attn.weight and c_proj.weight: keep stage 06's c_attn and "
                            "c_proj, so that its speed can be compared with stage 06's attention.")
     masked = MaskedAttention(state, n_head)
-    result = measure_ratio(lambda: impl.probe(attention_step, attn, batch, T, n_embd, device),
-                           lambda: attention_step(masked, batch, T, n_embd, device),
-                           repeats=repeats, warmup=1, device=device)
+    # A new x every run (a secret seed); the outputs must agree within bf16's precision.
+    result = measure_ratio(lambda seed: impl.probe(attention_step, attn, batch, T, n_embd, device, seed),
+                           lambda seed: attention_step(masked, batch, T, n_embd, device, seed),
+                           repeats=repeats, warmup=1, device=device, inputs=seed_of,
+                           agree=timed_answers_agree("CausalSelfAttention in bf16", rtol=5e-2, atol=5e-2))
     return SpeedVerdict(
         result, 1 / FLASH_MIN_SPEEDUP,
         f"Forward + backward of your CausalSelfAttention (B={batch}, T={T}, C={n_embd}, {n_head} heads, bf16) took "
@@ -674,7 +681,8 @@ def compile_verdict(impl, device="cuda", sizes=GPT2_4_LAYERS, batch=8, T=1024, r
     train = impl.module("train")
     compiled = impl.probe(make_step_trainer, train, dict(sizes), batch, T, compile=True, device=device, backend=backend)
     eager = impl.probe(make_step_trainer, train, dict(sizes), batch, T, compile=False, device=device)
-    result = measure_ratio(compiled.step, eager.step, repeats=repeats, warmup=1, device=device)
+    result = measure_ratio(compiled.step, eager.step, repeats=repeats, warmup=1, device=device,
+                           inputs=lambda gen: fresh_batches(gen, sizes["vocab_size"], batch, T))
     return speed_verdict(
         result, 1 / COMPILE_MIN_SPEEDUP,
         f"Your compiled training step ({sizes['n_layer']}-layer GPT-2, B={batch}, T={T}, bf16), against the same "

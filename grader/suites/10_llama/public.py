@@ -9,7 +9,6 @@ the KV cache. When a value is wrong, the likely bugs are computed too, and the m
 names the one that matches.
 """
 import math
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +18,6 @@ from hypothesis import strategies as st
 from grader import check
 from grader.checks import (
     CheckFailure,
-    Skip,
-    SpeedResult,
     assert_causal,
     assert_close,
     assert_speed_ratio,
@@ -33,8 +30,8 @@ from grader.checks import (
     perturb_token,
 )
 from grader.handle import LearnerError
-from grader.checks.speed import needs_cuda, speed_verdict
-from grader.probes import build_on_device, set_parameter, tensor_layout, timed_calls
+from grader.checks.speed import measure_calls, needs_cuda, speed_verdict
+from grader.probes import build_on_device, set_parameter, tensor_layout
 
 # float32 results computed in a different order than the oracle's: a few ulps of O(1) values.
 RTOL, ATOL = 1e-4, 1e-5
@@ -722,15 +719,12 @@ def cache_speed_cpu(impl):
     # takes 0.23x-0.25x of its uncached one; a generate that ignores use_cache takes 1.0x.
     model = new_llama(impl, vocab_size=128, dim=128, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=256,
                       max_seq_len=160)
-    idx = torch.randint(0, 128, (1, 96))
-    impl.probe(timed_calls, model.generate, idx, 4, True, threads=1)  # warm-up
-    cached, full = [], []
-    for _ in range(3):
-        cached.append(impl.probe(timed_calls, model.generate, idx, 64, True, threads=1, cpu_time=True))
-        full.append(impl.probe(timed_calls, model.generate, idx, 64, False, threads=1, cpu_time=True))
-    if statistics.median(full) <= 0:
-        raise Skip("generation ran too fast to time on this machine")
-    result = SpeedResult(statistics.median(cached), statistics.median(full), 3)
+    # A new prompt for every run (measure_calls: a secret seed, CPU time read by the grader); both
+    # ways must give the same tokens.
+    result = measure_calls((impl, model.generate, 64, True), (impl, model.generate, 64, False),
+                           lambda gen: (torch.randint(0, 128, (1, 96), generator=gen),), calls=1, repeats=3,
+                           what="generate(a new 96-token prompt, 64, use_cache=True), against use_cache=False,",
+                           rtol=0, atol=0)
     assert_speed_ratio(result, 0.6, "generate(96-token prompt, 64, use_cache=True), timed against your use_cache=False as the reference,",
                        hint="The cache does not pay: with use_cache=True, each step must feed only the newest token "
                        "(model(next_token, cache=cache, start_pos=...)), not the whole sequence.")
@@ -754,9 +748,10 @@ def cache_verdict(impl, device="cuda", dtype=torch.bfloat16, sizes=CACHE_LLAMA, 
                   repeats=3):
     """generate with the cache against generate without it, the learner's Llama both times."""
     model = cache_model(impl, device, dtype, sizes)
-    idx = torch.randint(0, sizes["vocab_size"], (batch, prompt), device=device)
-    result = measure_ratio(lambda: model.generate(idx, new, True), lambda: model.generate(idx, new, False),
-                           repeats=repeats, warmup=1, device=device)
+    # New prompts for every run, from a secret seed: a remembered answer gains nothing.
+    result = measure_ratio(lambda idx: model.generate(idx, new, True), lambda idx: model.generate(idx, new, False),
+                           repeats=repeats, warmup=1, device=device,
+                           inputs=lambda gen: torch.randint(0, sizes["vocab_size"], (batch, prompt), generator=gen).to(device))
     return speed_verdict(
         result, CACHE_MAX_RATIO,
         f"generate({batch} prompts of {prompt} tokens, {new}, use_cache=True) in {str(dtype).removeprefix('torch.')} "
