@@ -57,7 +57,15 @@ def summary(records: list[Record], note: str = "") -> str:
         text += f" {len(skipped)} check(s) skipped and not counted: {skipped[0].message}"
     if note:
         text = note + "\n\n" + text
+    graded = graded_files_of(records)
+    if graded:
+        text += "\nGraded: " + "; ".join(f"{f['path']} (sha256 {f['sha256'] or 'unreadable'})" for f in graded)
     return text
+
+
+def graded_files_of(records: list[Record]) -> list[dict]:
+    """The files the records say were graded (the same in every record of one run)."""
+    return next((r.graded_files for r in records if r.graded_files), [])
 
 
 def gradescope_results(records: list[Record], note: str = "", execution_time: float | None = None) -> dict:
@@ -85,6 +93,8 @@ def gradescope_results(records: list[Record], note: str = "", execution_time: fl
         "stdout_visibility": "hidden",
         "tests": tests,
     }
+    if graded_files_of(records):
+        results["extra_data"] = {"graded_files": graded_files_of(records)}
     if execution_time is not None:
         results["execution_time"] = round(execution_time)
     return results
@@ -162,7 +172,7 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
     ids = [c.check_id for c in expected]
     with _atomic(path, newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", *ids])
+        writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", "graded_files", *ids])
         for o in sorted(outcomes, key=lambda o: o.learner):
             earned, possible = o.score
             by_id = {r.check_id: r for r in o.records}
@@ -170,7 +180,8 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
             passed = sum(r.status == PASSED for r in o.records)
             counted = sum(r.counts for r in o.records)
             graded = "no" if o.note else "yes"
-            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, reason(o.records, o.note), *points])
+            files = "; ".join(f"{f['path']} sha256:{f['sha256'] or 'unreadable'}" for f in graded_files_of(o.records))
+            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, reason(o.records, o.note), files, *points])
 
 
 def reason(records: list[Record], note: str = "") -> str:

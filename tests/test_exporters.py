@@ -6,6 +6,7 @@ aggregate-results.js).
 """
 import base64
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -181,3 +182,20 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     validate_gradescope(results)
     assert results["score"] == 0 and "is a link. Links are not accepted" in results["output"]
     assert all("Links are not accepted" in t["output"] for t in results["tests"])
+
+
+def test_every_export_says_what_was_graded(tmp_path):
+    graded = [{"path": "/submissions/ada/02_bigram/bigram.py", "sha256": "0123456789abcdef" * 4}]
+    records = [dataclasses.replace(r, graded_files=graded) for r in RECORDS]
+    gradescope = gradescope_results(records)
+    validate_gradescope(gradescope)
+    assert gradescope["extra_data"] == {"graded_files": graded}
+    assert f"{graded[0]['path']} (sha256 {graded[0]['sha256']})" in gradescope["output"]
+    classroom = classroom_results(records)
+    validate_classroom(classroom)
+    assert graded[0]["sha256"] in classroom["message"]
+    expected = [ExpectedCheck(r.check_id, r.title, r.points_possible, r.visibility) for r in records]
+    write_scores_csv(tmp_path / "scores.csv", [Outcome("ada", records), Outcome("ben", RECORDS, note="No bigram.py.")], expected)
+    rows = {r["learner"]: r for r in csv.DictReader(open(tmp_path / "scores.csv", encoding="utf-8"))}
+    assert rows["ada"]["graded_files"] == f"{graded[0]['path']} sha256:{graded[0]['sha256']}"
+    assert rows["ben"]["graded_files"] == ""  # not graded: no file to name
