@@ -1,8 +1,9 @@
 """Known bugs, kept as small edits of the reference, that the suites must catch.
 
 Each stage has a file `grader/mutants/<stage>.py` with a list `MUTANTS`. `selftest`
-applies each edit to a copy of the reference and runs the check that must catch it; the
-check has to fail, and its message has to name the cause (contain `message`).
+applies each edit to a copy of the reference and runs the whole suite on it: the check that
+must catch it has to fail, its message has to name the cause (contain `message`), and no
+check may crash.
 """
 from __future__ import annotations
 
