@@ -118,16 +118,36 @@ INTAKE_ATTACKS = {
 }
 # Kernel attacks: files handed in through nbgrader, graded by tests/test_nbgrader.py.
 KERNEL_ATTACKS = ("kernel_launcher_forges", "kernel_launcher_plants_reference", "kernel_grader_shadow")
+# Trust attacks: code that is slow or wrong, with a trick that would make a grader trusting the
+# learner's process believe otherwise: a forged probe answer, forged clocks, remembered answers.
+# tests/zoo/<name>/attack.py holds the code, then the trick between TRICK and END_OF_TRICK.
+# name -> (stage, the stage file it is appended to, the checks it attacks)
+TRICK, END_OF_TRICK = "# --- trick ---\n", "# --- end of trick ---\n"
+TRUST_ATTACKS = {
+    "probe_item_02": ("02_bigram", "bigram.py", ("training_matches_counts",)),
+    "probe_function_mode_04": ("04_softmax", "softmax.py", ("no_loop_over_positions", "vectorized_speed")),
+    "probe_get_parameter_08": ("08_gpt2", "gpt2.py", ("weight_tying",)),
+    "clock_04": ("04_softmax", "softmax.py", ("no_loop_over_positions", "vectorized_speed")),
+    "clock_05": ("05_attention", "attention.py", ("speed",)),
+    "clock_10": ("10_llama", "llama.py", ("cache_speed_cpu",)),
+    "memo_speed_04": ("04_softmax", "softmax.py", ("no_loop_over_positions", "vectorized_speed")),
+    "memo_speed_05": ("05_attention", "attention.py", ("speed",)),
+    "memo_speed_10": ("10_llama", "llama.py", ("cache_speed_cpu",)),
+}
 
 
 def test_the_zoo_is_complete():
     folders = sorted(p.name for p in ZOO.iterdir() if p.is_dir())
-    assert folders == sorted([a.name for a in ATTACKS] + list(INTAKE_ATTACKS) + list(KERNEL_ATTACKS))
+    assert folders == sorted([a.name for a in ATTACKS] + list(INTAKE_ATTACKS) + list(KERNEL_ATTACKS) + list(TRUST_ATTACKS))
     assert len(ATTACKS) >= 20
     for name in INTAKE_ATTACKS:
         assert (ZOO / name / "make.py").is_file(), name
     for name in KERNEL_ATTACKS:
         assert (ZOO / name / "files").is_dir(), name
+    for name in TRUST_ATTACKS:
+        assert (ZOO / name / "attack.py").read_text().count(TRICK) == 1, name
+    classes = ("probe_", "clock_", "memo_speed_")
+    assert all(sum(name.startswith(c) for name in TRUST_ATTACKS) >= 3 for c in classes)
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -382,3 +402,45 @@ def test_intake_attacks_in_a_batch(course, stage, victim, tmp_path):
     again = grade_class(course, stage, submissions, tmp_path / "grades", workers=2)
     assert all(o.kept for o in again), [o.learner for o in again if not o.kept]
     print(f"\nintake attacks in a batch: {time.monotonic() - started:.1f} s")
+
+
+# --- trust attacks, in a batch per stage ---------------------------------------------------------
+
+
+def without_trick(code: str) -> str:
+    """The attack's code with its trick taken out: what the same learner earns honestly."""
+    before, rest = code.split(TRICK)
+    return before + rest.split(END_OF_TRICK, 1)[1]
+
+
+@pytest.mark.parametrize("stage_id", sorted({stage for stage, _, _ in TRUST_ATTACKS.values()}))
+def test_trust_attacks_in_a_batch(course, stage_id, tmp_path):
+    """Each trust attack of a stage in one class with an honest learner, the stub and the same
+    code without its trick, graded by `grade` (isolated): the trick earns nothing (the attacked
+    checks fail, as they do without it), the attack earns no more than its code without the
+    trick, the honest learner every point, the stub none, and the batch finishes."""
+    from grader.batch import grade_class
+
+    stage = course.stage(stage_id)
+    attacks = {name: (file, attacked) for name, (s, file, attacked) in TRUST_ATTACKS.items() if s == stage_id}
+    submissions = tmp_path / "class"
+    for learner, source in (("honest", "solutions"), ("stub", "exercises")):
+        shutil.copytree(ROOT / source / stage_id, submissions / learner / stage_id)
+    for name, (file, _) in attacks.items():
+        code = (ZOO / name / "attack.py").read_text()
+        for learner, text in ((name, code), (f"{name}_without_trick", without_trick(code))):
+            shutil.copytree(ROOT / "solutions" / stage_id, submissions / learner / stage_id)
+            target = submissions / learner / stage_id / file
+            target.write_text(f"{target.read_text()}\n\n# --- the attack ({name}) ---\n{text}")
+
+    outcomes = {o.learner: o for o in grade_class(course, stage, submissions, tmp_path / "grades", workers=2)}
+    full = outcomes["honest"].score[1]
+    assert outcomes["honest"].score == (full, full), outcomes["honest"].note
+    assert outcomes["stub"].score == (0, full)
+    for name, (_, attacked) in attacks.items():
+        attack, plain = outcomes[name], outcomes[f"{name}_without_trick"]
+        records = {r.check_id: r for r in attack.records}
+        for check_id in attacked:
+            assert records[check_id].points_earned == 0, f"{name} earned points on {check_id}: {records[check_id].message}"
+        assert attack.score[0] <= plain.score[0], f"{name} earned {attack.score}, its code without the trick {plain.score}"
+        assert plain.score[0] < full, f"{name}: the code without its trick should lose points ({plain.note})"
