@@ -47,7 +47,8 @@ def file_sha256(path: Path) -> str | None:
     A learner's folder is hostile input: a link is never followed, and a fifo or a device is
     never opened (opening a fifo would wait forever)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # Windows would otherwise translate line ends
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     try:

@@ -1,6 +1,7 @@
 """The report a learner reads: it fits their terminal, and it shows each check as it ends."""
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -60,7 +61,7 @@ def test_every_line_fits_the_width_and_nothing_is_lost(width):
     for needle in ("".join(words(LONG_MESSAGE)), "".join(words(RECORDS[1].title)), "Score:2/6"):
         assert needle in flat
     # Continuation lines are indented under what they continue.
-    checks = lines[: lines.index(f"Score: 2/6")]
+    checks = lines[: lines.index("Score: 2/6")]
     message_lines = [line for line in checks if "0.0559988" in line or "expected" in line]
     assert message_lines and all(line.startswith(" " * report.MESSAGE_INDENT) for line in message_lines)
     assert lines[-1] == "Took 12.3 s in all."
@@ -168,3 +169,18 @@ def test_a_failing_report_fits_when_piped(failing_submission, columns):
     flat = " ".join(out.stdout.split())
     assert "No causal mask reaches your scores: every position sees the whole sequence, future included." in flat
     assert "Fix first: " in out.stdout and "output 0  # X X" in out.stdout
+
+
+def test_a_graded_file_is_hashed_only_when_it_is_a_regular_file(tmp_path):
+    from grader.results import file_sha256, graded_files
+
+    stage_file = tmp_path / "bigram.py"
+    stage_file.write_bytes(b"x = 1\r\n")
+    (tmp_path / "link.py").symlink_to(stage_file)
+    os.mkfifo(tmp_path / "fifo.py")  # opening it to read would wait for a writer forever
+    assert file_sha256(stage_file) == hashlib.sha256(b"x = 1\r\n").hexdigest()
+    assert [file_sha256(tmp_path / name) for name in ("link.py", "fifo.py", "missing.py")] == [None, None, None]
+    copy = tmp_path / "copy.py"
+    copy.write_bytes(b"y = 2\n")
+    # Isolated grading: the learner's path, and the bytes of the copy the child imported.
+    assert graded_files([stage_file], [copy]) == [{"path": str(stage_file), "sha256": file_sha256(copy)}]
