@@ -241,6 +241,10 @@ def test_one_learner_never_stops_the_class(tmp_path, monkeypatch):
     (root / "c_pipe").mkdir()
     os.mkfifo(root / "c_pipe" / "bigram.py")
     (root / "e_link").symlink_to(root / "a_honest")
+    odd_name = os.fsdecode(os.fsencode(root) + b"/g_caf\xe9")  # a learner folder whose name is not UTF-8
+    os.mkdir(odd_name)
+    with open(os.path.join(odd_name, "bigram.py"), "w") as f:
+        f.write(learners["a_honest"])
 
     real_fingerprint = intake.fingerprint
 
@@ -253,8 +257,9 @@ def test_one_learner_never_stops_the_class(tmp_path, monkeypatch):
     out = tmp_path / "grades"
     outcomes = {o.learner: o for o in grade_class(course, stage, root, out, workers=2, isolate=False)}
     assert {name: o.score[0] for name, o in outcomes.items()} == {
-        "a_honest": 24, "b_partial": 10, "c_pipe": 0, "d_raises": 0, "e_link": 0, "f_stub": 0,
+        "a_honest": 24, "b_partial": 10, "c_pipe": 0, "d_raises": 0, "e_link": 0, "f_stub": 0, "g_caf\\xe9": 24,
     }
+    assert (out / "records" / "g_caf\\xe9.json").is_file()
     assert "c_pipe/bigram.py is a named pipe" in outcomes["c_pipe"].note
     assert "e_link is a link. Links are not accepted" in outcomes["e_link"].note
     assert "could not grade this submission: RuntimeError: the disk went away" in outcomes["d_raises"].note
