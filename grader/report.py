@@ -22,6 +22,10 @@ MESSAGE_INDENT = 6  # a check's message sits under its title
 RUNNING_SHOWN_AFTER = 2.0  # seconds before a terminal shows which check is running
 RUNNING_LOGGED_AFTER = 10.0  # ... and before a file or a pipe gets one plain line saying so
 SHA256_SHOWN = 12  # hex digits of a graded file's sha256 in the header; the records keep all 64
+# A message's diagnosis (what the learner most likely did wrong, as opposed to the symptom the
+# check saw) is the line that starts with this; suites write it with grader.checks.cause().
+# "Fix first" quotes it.
+LIKELY_CAUSE = "Likely cause: "
 
 
 def report_width() -> int:
@@ -268,4 +272,12 @@ def _fix_first(records: list[Record], unwritten: list[str], next_stage: str | No
     if len(todo) == len(problems):
         return left
     first = next(r for r in problems if not r.message.startswith("Not implemented yet"))
-    return ["", f"Fix first: {first.title}: {first.message.splitlines()[0]}"] + left[1:]
+    return ["", f"Fix first: {first.title}: {diagnosis(first.message)}"] + left[1:]
+
+
+def diagnosis(message: str) -> str:
+    """What a failure message says the learner should fix: its "Likely cause" line, without the
+    label, when it has one, else its first line (a message that states its cause up front)."""
+    lines = message.splitlines()
+    cause = next((line for line in lines if line.startswith(LIKELY_CAUSE)), None)
+    return cause[len(LIKELY_CAUSE):] if cause else (lines[0] if lines else "")

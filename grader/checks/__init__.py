@@ -1,12 +1,14 @@
 """The checks every suite shares. Import from here: `from grader.checks import assert_close`."""
 from ..registry import CheckFailure, Skip
 from .causality import assert_causal, dependency_map, perturb_token, perturb_vector, render_map
+from .errors import failing_line
 from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
 from .models import assert_same_language_model, greedy_continuation, model_outputs, share_weights
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
 from .values import (
     assert_close,
+    cause,
     expect_int_list,
     expect_tensor,
     expect_type,
@@ -24,10 +26,12 @@ __all__ = [
     "assert_same_language_model",
     "assert_speed_ratio",
     "assert_weight_stats",
+    "cause",
     "dependency_map",
     "expect_int_list",
     "expect_tensor",
     "expect_type",
+    "failing_line",
     "greedy_continuation",
     "likely_bug",
     "measure_ratio",

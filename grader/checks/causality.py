@@ -19,10 +19,13 @@ def dependency_map(
     base = run(inputs)
     T = inputs.shape[1]
     deps = torch.zeros(T, T, dtype=torch.bool)
+    # NaN in the outputs (an inverted mask leaves a row with nothing to attend to) must not hide
+    # the rest: a value that turns into or out of NaN changed, one that stays NaN did not.
+    scale = 1 + base.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()
     for j in range(T):
         changed = run(perturb(inputs, j))
-        delta = (changed - base).abs().transpose(0, 1).reshape(T, -1)
-        deps[:, j] = delta.amax(dim=1) > 1e-6 * (1 + base.abs().max())
+        moved = ((changed - base).abs() > 1e-6 * scale) | (changed.isnan() != base.isnan())
+        deps[:, j] = moved.transpose(0, 1).reshape(T, -1).any(dim=1)
     return deps
 
 

@@ -1,6 +1,8 @@
 """Checks on whole models: the learner's and the reference's with the same weights."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..registry import CheckFailure
@@ -44,14 +46,21 @@ def share_weights(ours, theirs, what: str, names_hint: str, private: str = ".att
     theirs.eval()
 
 
-def assert_same_language_model(ours, theirs, vocab_size: int, batch: int, T: int, seed: int, hint: str) -> None:
+def assert_same_language_model(
+    ours, theirs, vocab_size: int, batch: int, T: int, seed: int, hint: str | Callable[[torch.Tensor, torch.Tensor], str]
+) -> None:
     """`ours(idx, targets)` and `theirs(idx, targets)` on the same random tokens: the logits
-    and the float32 scalar loss must agree (two models given the same weights)."""
+    and the float32 scalar loss must agree (two models given the same weights). `hint` may be
+    a function of (idx, our logits), called only when the logits differ, to diagnose them."""
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, vocab_size, (batch, T), generator=gen)
     targets = torch.randint(0, vocab_size, (batch, T), generator=gen)
     logits, loss = ours(idx, targets)
     ref_logits, ref_loss = theirs(idx, targets)
+    if callable(hint):
+        expect_tensor(logits, "logits", tuple(ref_logits.shape), ref_logits.dtype)
+        same = torch.allclose(logits.double(), ref_logits.double(), rtol=1e-4, atol=1e-5, equal_nan=True)
+        hint = "" if same else hint(idx, logits)
     assert_close(logits, ref_logits, "logits", rtol=1e-4, atol=1e-5, hint=hint)
     expect_tensor(loss, "loss", (), torch.float32)
     assert_close(loss, ref_loss, "loss", rtol=1e-5, atol=1e-6)

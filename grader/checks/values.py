@@ -6,6 +6,13 @@ from typing import Any
 import torch
 
 from ..registry import CheckFailure
+from ..report import LIKELY_CAUSE
+
+
+def cause(text: str) -> str:
+    """`text`, the diagnosis of a failure, marked so that the report's "Fix first" quotes it
+    rather than the first line of the symptom. Put it on a line of its own in the message."""
+    return f"{LIKELY_CAUSE}{text}"
 
 
 def expect_type(value: Any, kind: type, name: str) -> None:
@@ -85,7 +92,8 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def likely_bug(got: Any, expected: torch.Tensor, bugs, default: str, rtol: float = 1e-4, atol: float = 1e-5) -> str:
-    """The hint for a wrong `got`: the first (hint, output) of `bugs` whose output equals `got`.
+    """The hint for a wrong `got`: the first (hint, output) of `bugs` whose output equals `got`,
+    marked as the message's diagnosis (`cause`).
 
     `bugs` is usually a generator, so each bug's output is computed only while no match is
     found. A right value, or a wrong shape or dtype (which get messages of their own), gets
@@ -96,6 +104,6 @@ def likely_bug(got: Any, expected: torch.Tensor, bugs, default: str, rtol: float
         return default
     for hint, value in bugs:
         if value.shape == got.shape and torch.allclose(got.double(), value.double(), rtol=rtol, atol=atol):
-            return hint
+            return cause(hint)
     return default
 

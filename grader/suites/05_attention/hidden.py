@@ -53,8 +53,9 @@ def values_match_reference(impl, ref, sizes):
     assert_close(
         ours(x), theirs(x), f"Head(x) for n_embd={n_embd}, head_size={head_size}, block_size={block_size}, T={T}",
         rtol=1e-4, atol=1e-5,
-        hint="Your head differs from the reference's with the same weights. The public check values_match_oracle "
-        "names the usual causes; scale by head_size ** -0.5, mask the future with -inf, softmax over dim=-1.",
+        hint="Your head differs from the reference's with the same weights. The public check on Head(x)'s values, "
+        "computed from your own weights, names the usual causes; scale by head_size ** -0.5, mask the future with "
+        "-inf, softmax over dim=-1.",
     )
 
 

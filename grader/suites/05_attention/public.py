@@ -7,6 +7,7 @@ the same weights too, and the message names the one the learner's output matches
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +20,14 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_gradients_reach,
+    assert_inputs_unchanged,
+    assert_stable,
+    cause,
     dependency_map,
     expect_tensor,
+    failing_line,
     perturb_vector,
 )
 from grader.handle import LearnerError
@@ -131,24 +137,37 @@ def mask_size_problem(mask: tuple[str, str, tuple] | None, s: Sizes) -> str:
 
 
 def explain_error(impl, head, exc: LearnerError, s: Sizes) -> str:
-    """The likely cause of an exception the learner's forward raised for sizes the head must accept."""
+    """The likely cause of an exception the learner's forward raised for sizes the head must accept,
+    read from the line of their code that raised it and from the error itself."""
     try:
         mask = find_mask(impl.probe(tensor_layout, head), s)
     except LearnerError:
         mask = None
+    line, text = failing_line(exc), str(exc.original)
     problem = mask_size_problem(mask, s)
-    if problem:
-        return problem
-    if isinstance(exc.original, ValueError):
-        return (f"T={s.T} is at most block_size={s.block_size}, so the head must accept it: reject only "
-                "T > block_size (with >, not >=).")
-    if mask is not None and s.T < s.block_size:
-        return (
-            f"Your mask covers block_size={s.block_size} positions, but this sequence has only T={s.T}: slice it "
-            "to the current length, self.tril[:T, :T], so that it matches the (T, T) scores."
+    if problem and mask[2] and s.T > mask[2][-1]:  # a mask smaller than T cannot work, whatever line raised
+        return cause(problem)
+    if isinstance(exc.original, ValueError) and ("raise" in line or "block_size" in text):
+        return cause(f"T={s.T} is at most block_size={s.block_size}, so the head must accept it: reject only "
+                     "T > block_size (with >, not >=).")
+    mismatch = re.findall(r"size of tensor \w \((\d+)\)", text)  # PyTorch's broadcasting error
+    shape_error = bool(mismatch) or any(word in text for word in ("shape", "size", "dimension"))
+    name = mask[1] if mask is not None else None
+    on_mask_line = name is not None and re.search(rf"\b{re.escape(name)}\b", line)
+    sliced = on_mask_line and re.search(rf"\b{re.escape(name)}\b\s*\[", line)
+    if shape_error and sliced:
+        return cause(f"`{line}` slices the mask `{name}`, but not to this sequence's length T={s.T}: the scores are "
+                     f"(B, T, T), so take self.{name}[:T, :T].")
+    if shape_error and name is not None and s.T < s.block_size and (on_mask_line or str(s.block_size) in mismatch):
+        return cause(
+            f"{f'`{line}` uses' if on_mask_line else 'Your code uses'} the whole mask `{name}`: it covers "
+            f"block_size={s.block_size} positions, but this sequence has only T={s.T}. Slice it to the current "
+            f"length, self.{name}[:T, :T], so that it matches the (T, T) scores."
         )
-    return ("Follow the shapes: x is (B, T, C); q, k and v are (B, T, head_size); the scores q @ k.transpose(-2, -1) "
-            "are (B, T, T); the output is (B, T, head_size).")
+    if shape_error:
+        return ("Follow the shapes: x is (B, T, C); q, k and v are (B, T, head_size); the scores q @ k.transpose(-2, "
+                "-1) are (B, T, T); the output is (B, T, head_size).")
+    return ""
 
 
 def run(impl, head, x: torch.Tensor, s: Sizes, what: str = "Head(x)") -> torch.Tensor:
@@ -156,7 +175,7 @@ def run(impl, head, x: torch.Tensor, s: Sizes, what: str = "Head(x)") -> torch.T
     try:
         out = head(x)
     except LearnerError as exc:
-        raise CheckFailure(f"{exc.describe()}\nSizes: {s}.\n{explain_error(impl, head, exc, s)}") from None
+        raise CheckFailure(f"{exc.describe()}\nSizes: {s}.\n{explain_error(impl, head, exc, s)}".rstrip()) from None
     return expect_tensor(
         out, f"{what} for x of shape {tuple(x.shape)} (head_size={s.head_size})", (s.B, s.T, s.head_size),
         torch.float32, hint="The output has one head_size-wide vector per position: (B, T, head_size).",
@@ -203,7 +222,8 @@ def attention_variant(x, w, scale=None, fill=float("-inf"), dim=-1, keep="past",
     T, hs = x.shape[1], q.shape[-1]
     scores = q @ k.transpose(-2, -1) * (hs**-0.5 if scale is None else scale)
     ones = torch.ones(T, T, dtype=torch.float64)
-    visible = {"past": torch.tril(ones), "strict": torch.tril(ones, -1), "future": torch.triu(ones), "all": ones}[keep]
+    visible = {"past": torch.tril(ones), "strict": torch.tril(ones, -1), "future": torch.triu(ones),
+               "strict_future": torch.triu(ones, 1), "all": ones}[keep]
     if mask_after:
         wei = torch.softmax(scores, dim=-1).masked_fill(visible == 0, 0.0)
     else:
@@ -254,6 +274,13 @@ def usual_bugs(x, w, s: Sizes):
         attention_variant(x, w, keep="future"),
     )
     yield (
+        "Your mask is inverted: it hides the past and the diagonal and keeps only the future (j > i), as "
+        "masked_fill(tril == 1, float('-inf')) does: that fills where tril keeps. The last position then sees "
+        "nothing at all, and a softmax over nothing but -inf is NaN. Fill where the mask is 0: "
+        "wei.masked_fill(self.tril[:T, :T] == 0, float('-inf')).",
+        attention_variant(x, w, keep="strict_future"),
+    )
+    yield (
         "Your mask hides the diagonal too (tril(..., diagonal=-1), or < instead of <=): position 0 then sees no "
         "position at all, and a softmax over nothing but -inf is NaN. Each position must see itself and the past.",
         attention_variant(x, w, keep="strict"),
@@ -276,13 +303,18 @@ def likely_bug(out, x, w, s: Sizes, default: str, again=None) -> str:
     if torch.allclose(out.double(), expected.double(), rtol=RTOL, atol=ATOL):
         return default
     if again is not None and not same(out, again()):
-        return ("Two calls with the same x in train mode gave different outputs although dropout=0.0: your dropout "
-                "does not use the dropout argument (nn.Dropout() alone defaults to p=0.5). Use nn.Dropout(dropout).")
+        return cause("Two calls with the same x in train mode gave different outputs although dropout=0.0: your "
+                     "dropout does not use the dropout argument (nn.Dropout() alone defaults to p=0.5). Use "
+                     "nn.Dropout(dropout).")
     for hint, value in usual_bugs(x, w, s):
         if torch.allclose(out.double(), value.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
-            return hint
+            return cause(hint)
     return default
 
+
+# Named in other checks' messages, which send the learner to this check's diagnosis.
+VALUES_TITLE = "Head(x) equals masked softmax(q k^T / sqrt(head_size)) v, computed from your own weights"
+DROPOUT_MODES_TITLE = "dropout is active in train mode and off in eval mode"
 
 VALUE_HINT = ("Compute q = self.query(x), k = self.key(x), v = self.value(x); scores q @ k.transpose(-2, -1) * "
               "head_size ** -0.5; mask where self.tril[:T, :T] == 0 with -inf; softmax over dim=-1; dropout; @ v.")
@@ -336,7 +368,7 @@ def state_dict_layout(impl, s):
     shape = layout["state_dict"]["tril"]
     problem = mask_size_problem(("buffers", "tril", shape), s)
     if problem:
-        raise CheckFailure(f"Sizes: {s}. {problem}")
+        raise CheckFailure(f"Sizes: {s}.\n{cause(problem)}")
     weights(head, s)  # key, query and value: names, shapes, no bias
     extra = sorted(set(layout["parameters"]) - {f"{p}.weight" for p in PROJECTIONS})
     if extra:
@@ -355,10 +387,10 @@ def long_context(impl, s):
     run(impl, head, s.x(), s)
     problem = mask_size_problem(find_mask(impl.probe(tensor_layout, head), s), s)
     if problem:
-        raise CheckFailure(f"Sizes: {s}. {problem}")
+        raise CheckFailure(f"Sizes: {s}.\n{cause(problem)}")
 
 
-@check("Head(x) equals masked softmax(q k^T / sqrt(head_size)) v, computed from your own weights", points=3)
+@check(VALUES_TITLE, points=3)
 @settings(max_examples=12)
 @given(s=sizes())
 @with_examples
@@ -404,11 +436,12 @@ def scaling(impl):
         if not matches:
             raise CheckFailure(
                 f"With n_embd={C} and head_size={hs}, your output matches none of the scalings tried "
-                f"({', '.join(name for name, _, _ in scalings)}), so something else is wrong too: fix "
-                "values_match_oracle first, whose message names the likely cause."
+                f"({', '.join(name for name, _, _ in scalings)}), so something else is wrong too: fix the check "
+                f"\"{VALUES_TITLE}\" first, whose message names the likely cause."
             )
         reason = matches[0][1]
-        raise CheckFailure(f"With n_embd={C} and head_size={hs}, {reason}")
+        raise CheckFailure(f"With n_embd={C} and head_size={hs}, the scores are scaled wrongly.\n"
+                           f"{cause(reason[0].upper() + reason[1:])}")
 
 
 @check("each position's output depends only on itself and earlier positions", points=3)
@@ -451,7 +484,7 @@ def gradients_reach(impl):
     try:
         grads = impl.probe(parameter_gradients, head, s.x())
     except LearnerError as exc:
-        raise CheckFailure(f"{exc.describe()}\nSizes: {s}.\n{explain_error(impl, head, exc, s)}") from None
+        raise CheckFailure(f"{exc.describe()}\nSizes: {s}.\n{explain_error(impl, head, exc, s)}".rstrip()) from None
     wanted = [f"{p}.weight" for p in PROJECTIONS]
     missing = [name for name in wanted if name not in grads]
     if missing:
@@ -460,7 +493,7 @@ def gradients_reach(impl):
     assert_gradients_reach({name: grads[name] for name in wanted}, "Head")
 
 
-@check("dropout is active in train mode and off in eval mode", points=2)
+@check(DROPOUT_MODES_TITLE, points=2)
 def dropout_modes(impl):
     s = Sizes(B=4, T=6, n_embd=8, head_size=4, block_size=8)
     head = s.head(impl, dropout=0.5)
@@ -477,7 +510,7 @@ def dropout_modes(impl):
             "F.dropout(wei, p, training=self.training), never training=True."
         )
     hint = likely_bug(third, x, w, s, "In eval mode dropout does nothing, so the output must be the attention "
-                      "without dropout. If values_match_oracle fails too, fix that first.")
+                      f"without dropout. If the check \"{VALUES_TITLE}\" fails too, fix that first.")
     assert_close(third, oracle(x, w), "Head(x) in eval mode with dropout=0.5", rtol=RTOL, atol=ATOL, hint=hint)
     if same(first, second) or torch.allclose(first, third, rtol=RTOL, atol=ATOL):
         raise CheckFailure(
@@ -501,12 +534,12 @@ def dropout_on_weights(impl):
     if not torch.isfinite(plain).all():
         raise CheckFailure(
             "With T=1, your head returns NaN or inf even in eval mode, where dropout is off: the one position "
-            "must see itself. Fix values_match_oracle first; its message names the likely cause."
+            f"must see itself. Fix the check \"{VALUES_TITLE}\" first; its message names the likely cause."
         )
     if not same(plain, run(impl, head, x, s, "Head(x) in eval mode")):
         raise CheckFailure(
             "In eval mode two calls with the same x gave different outputs: your dropout is still on in eval mode "
-            "(see dropout_modes). Use nn.Dropout(dropout), which follows train() and eval()."
+            f"(see the check \"{DROPOUT_MODES_TITLE}\"). Use nn.Dropout(dropout), which follows train() and eval()."
         )
     head.train()
     out = run(impl, head, x, s, "Head(x) in train mode")
@@ -532,7 +565,7 @@ def dropout_on_weights(impl):
     raise CheckFailure(
         f"With T=1 and dropout={p} in train mode, each output row should be either all zero (its one attention "
         f"weight dropped) or the eval-mode output / (1 - p) (kept); {int(dropped.sum())} of {s.B} rows were zero "
-        f"and {int(kept.sum())} were rescaled. Here {reason}"
+        f"and {int(kept.sum())} were rescaled.\n{cause(reason[0].upper() + reason[1:])}"
     )
 
 
@@ -560,4 +593,30 @@ def rejects_long_context(impl, block_size, extra):
         f"For T={s.T} > block_size={block_size}, Head(x) returned {shape} instead of raising a ValueError: "
         f"a head built for block_size={block_size} has no mask for longer sequences. {how}"
         + (f"\n{problem}" if problem else "")
+    )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("Head(x) leaves x unchanged, even when x requires grad", points=1)
+def inputs_unchanged(impl):
+    head = T_BELOW_BLOCK.head(impl)
+    assert_inputs_unchanged(impl, head, T_BELOW_BLOCK.x(), what="Head(x)", names=("x",))
+
+
+@check("Head(x) follows x's device and dtype (meta, float64): no tensor made on a fixed device in forward", points=1)
+def follows_device_and_dtype(impl):
+    head = BLOCK_ABOVE_EMBD.head(impl)
+    assert_follows_device_and_dtype(impl, head, BLOCK_ABOVE_EMBD.x(), what="Head(x)")
+
+
+@check("Head(x) stays finite and correct on large activations (x times 10 and 100)", points=1)
+def stable_on_large_inputs(impl):
+    head = T_IS_BLOCK.head(impl)
+    head.eval()
+    assert_stable(
+        impl, head, T_IS_BLOCK.x(), what="Head(x)", rtol=1e-3, atol=1e-4,
+        hint="Large scores overflow exp(): use F.softmax (or your stage 04 softmax), which subtracts each row's "
+        "max first.",
     )
