@@ -8,6 +8,8 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import intake
+
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
 
@@ -67,7 +69,8 @@ def file_sha256(path: Path) -> str | None:
 def graded_files(shown: list[Path], read: list[Path] | None = None) -> list[dict]:
     """What a grading run graded: each file's path as shown to people, and the sha256 of the
     bytes that were graded, read from `read` (the copy the sandbox imports) where given."""
-    return [{"path": str(p), "sha256": file_sha256(r)} for p, r in zip(shown, read or shown)]
+    # A path whose bytes are not UTF-8 is written with \xNN escapes: it must print and go into JSON.
+    return [{"path": intake.shown(str(p)), "sha256": file_sha256(r)} for p, r in zip(shown, read or shown)]
 
 
 def write_json(records: list[Record], path: Path) -> None:

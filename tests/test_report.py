@@ -184,3 +184,7 @@ def test_a_graded_file_is_hashed_only_when_it_is_a_regular_file(tmp_path):
     copy.write_bytes(b"y = 2\n")
     # Isolated grading: the learner's path, and the bytes of the copy the child imported.
     assert graded_files([stage_file], [copy]) == [{"path": str(stage_file), "sha256": file_sha256(copy)}]
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.py")  # a name that is not UTF-8
+    with open(odd, "wb") as f:
+        f.write(b"y = 2\n")
+    assert graded_files([odd]) == [{"path": f"{tmp_path}/caf\\xe9.py", "sha256": file_sha256(copy)}]
