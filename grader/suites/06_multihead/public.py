@@ -21,7 +21,11 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_gradients_reach,
+    assert_inputs_unchanged,
+    assert_stable,
+    cause,
     dependency_map,
     expect_tensor,
     perturb_vector,
@@ -144,7 +148,7 @@ def forward(impl, model, x: torch.Tensor, s: Sizes) -> torch.Tensor:
     try:
         out = model(x)
     except LearnerError as exc:
-        raise CheckFailure(f"{exc.describe()}\nWith {s}. {explain_error(impl, model, exc, s)}".rstrip()) from None
+        raise CheckFailure(f"{exc.describe()}\nWith {s}.\n{explain_error(impl, model, exc, s)}".rstrip()) from None
     expect_tensor(out, f"CausalSelfAttention(x) for x of shape {tuple(x.shape)}", tuple(x.shape), torch.float32,
                   hint="The output has the input's shape (B, T, C): merge the heads back into C channels.")
     return out
@@ -192,20 +196,20 @@ def explain_error(impl, model, exc: LearnerError, s: Sizes) -> str:
     """The likely cause of an exception raised by a forward that had to work."""
     text = str(exc.original)
     if "view size is not compatible" in text:
-        return ("view only reinterprets memory that is already in order. To split, use "
-                "q.view(B, T, nh, hs).transpose(1, 2) (a bare q.view(B, nh, T, hs) would have the wrong contents "
-                "anyway). To merge, the transposed result is out of order: y.transpose(1, 2).contiguous()"
-                ".view(B, T, C).")
+        return cause("view only reinterprets memory that is already in order. To split, use "
+                     "q.view(B, T, nh, hs).transpose(1, 2) (a bare q.view(B, nh, T, hs) would have the wrong contents "
+                     "anyway). To merge, the transposed result is out of order: y.transpose(1, 2).contiguous()"
+                     ".view(B, T, C).")
     try:
         problem = mask_size_problem(find_mask(impl.probe(tensor_layout, model), s), s)
     except LearnerError:
         problem = ""
     if problem:
-        return problem
+        return cause(problem)
     if s.T < s.block_size and works_at_block_size(model, s):
-        return (f"The same module works for T = block_size = {s.block_size} but not for T = {s.T}: the scores "
-                f"are (B, nh, T, T), so slice the (block_size, block_size) mask to the current length: "
-                "tril[:T, :T].")
+        return cause(f"The same module works for T = block_size = {s.block_size} but not for T = {s.T}: the "
+                     "scores are (B, nh, T, T), so slice the (block_size, block_size) mask to the current length: "
+                     "tril[:T, :T].")
     if "shape" in text or "size" in text:
         return ("Check each shape on the way: c_attn(x) is (B, T, 3C); split(C, dim=2) gives q, k, v of (B, T, C); "
                 "view(B, T, nh, hs).transpose(1, 2) gives (B, nh, T, hs); the scores are (B, nh, T, T).")
@@ -239,7 +243,10 @@ def attention(x: torch.Tensor, w: dict, n_head: int, *, order=(0, 1, 2), split="
         by = {"head": hs, "C": C, "none": 1.0, "hs not sqrt": hs * hs}[scale]
         att = (q @ k.transpose(-2, -1)) / math.sqrt(by)
         future = torch.ones(T, T, dtype=torch.bool).triu(1)
-        if mask == "-inf":
+        hidden = {"upside down": future.T, "inverted": ~future}.get(mask)  # what a wrong mask hides
+        if hidden is not None:
+            att = att.masked_fill(hidden, float("-inf"))
+        elif mask == "-inf":
             att = att.masked_fill(future, float("-inf"))
         elif mask == "0":
             att = att.masked_fill(future, 0.0)
@@ -317,6 +324,18 @@ def attention_bugs(x: torch.Tensor, w: dict, n_head: int):
     )
     yield "Your output ignores the causal mask: fill the future scores with -inf.", attention(x, w, n_head, mask="none")
     yield (
+        "Your mask is upside down: it hides the past and keeps the future (j >= i), as masked_fill(tril.T == 0, ...) "
+        "or torch.triu do. Fill where the lower triangle is 0: masked_fill(tril[:T, :T] == 0, float('-inf')).",
+        attention(x, w, n_head, mask="upside down"),
+    )
+    yield (
+        "Your mask is inverted: it hides the past and the diagonal and keeps only the future (j > i), as "
+        "masked_fill(tril == 1, float('-inf')) does: that fills where tril keeps. The last position then sees "
+        "nothing at all, and a softmax over nothing but -inf is NaN. Fill where the mask is 0: "
+        "masked_fill(tril[:T, :T] == 0, float('-inf')).",
+        attention(x, w, n_head, mask="inverted"),
+    )
+    yield (
         "You mask the weights after the softmax: the future's scores are still in the softmax's sum, so the "
         "weights over the past no longer add up to 1 and the future leaks in. Fill the scores with -inf before the "
         "softmax.",
@@ -326,11 +345,13 @@ def attention_bugs(x: torch.Tensor, w: dict, n_head: int):
 
 
 def likely_bug(got: torch.Tensor, bugs) -> str:
-    """The first bug whose output equals `got`, else the last hint (what was expected)."""
+    """The first bug whose output equals `got`, as the message's diagnosis, else the last hint
+    (what was expected)."""
     hint = ""
     for hint, value in bugs:
-        if value is not None and value.shape == got.shape and torch.allclose(got.double(), value, RTOL, ATOL):
-            return hint
+        if (value is not None and value.shape == got.shape
+                and torch.allclose(got.double(), value, RTOL, ATOL, equal_nan=True)):
+            return cause(hint)
     return hint
 
 
@@ -493,7 +514,7 @@ MASK_HINT = ("Before the softmax, fill the scores where tril[:T, :T] == 0 (the f
 def causality_hint(got: torch.Tensor, x: torch.Tensor, w: dict, n_head: int) -> str:
     """The usual bug that `got` matches, else how to mask."""
     hint = likely_bug(got, attention_bugs(x, w, n_head))
-    if hint.startswith("Your mask fills"):
+    if "Your mask fills" in hint:
         hint = hint.replace("masked_fill(mask == 0", "masked_fill(tril[:T, :T] == 0")
     return MASK_HINT if hint.startswith("Expected") else hint
 
@@ -605,3 +626,31 @@ def dropout_places(impl):
             + ("the output did not change" if unchanged else "whole output elements were zeroed")
             + ": attn_dropout belongs on the attention weights, after the softmax and before multiplying by v."
         )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("forward leaves x unchanged, even when x requires grad", points=1)
+def inputs_unchanged(impl):
+    model, _ = build(impl, THREE_HEADS)
+    x = torch.randn(THREE_HEADS.B, THREE_HEADS.T, THREE_HEADS.C)
+    assert_inputs_unchanged(impl, model, x, what="CausalSelfAttention(x)", names=("x",))
+
+
+@check("forward follows x's device and dtype (meta, float64): no tensor made on a fixed device in forward", points=1)
+def follows_device_and_dtype(impl):
+    model, _ = build(impl, BLOCK_ABOVE_EMBD)
+    x = torch.randn(BLOCK_ABOVE_EMBD.B, BLOCK_ABOVE_EMBD.T, BLOCK_ABOVE_EMBD.C)
+    assert_follows_device_and_dtype(impl, model, x, what="CausalSelfAttention(x)")
+
+
+@check("forward stays finite and correct on large activations (x times 10 and 100)", points=1)
+def stable_on_large_inputs(impl):
+    model, _ = build(impl, T_BELOW_BLOCK)
+    x = torch.randn(T_BELOW_BLOCK.B, T_BELOW_BLOCK.T, T_BELOW_BLOCK.C)
+    assert_stable(
+        impl, model, x, what="CausalSelfAttention(x)", rtol=1e-3, atol=1e-4,
+        hint="Large scores overflow exp(): use F.softmax (or your stage 04 softmax), which subtracts each row's "
+        "max first.",
+    )
