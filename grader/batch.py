@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 
 from . import intake
 from .course import Course, CourseError, Stage
-from .results import ERROR, Record, score
+from .results import ERROR, NOT_ISOLATED, Record, isolation_summary, score
 from .sandbox.jail import die_with_parent
 
 # Starting Python, importing torch and loading the suites comes before the stage's own
@@ -65,6 +65,9 @@ class Outcome:
     folder: Path | None = None
     fingerprint: str = ""  # what was graded (intake.fingerprint), when a class is graded
     kept: bool = False  # read back from an earlier run's records, not graded now
+    # How the learner's code ran: what the grading process found when it started the
+    # sandbox (results.write_json), or, without --isolate, what the parent knows it did.
+    isolation: dict | None = None
     interrupted: bool = False  # the run was stopped while this learner was graded: grade again
 
     @property
@@ -182,6 +185,7 @@ def grade_submission(
         seconds = time.perf_counter() - started
         note = ""
         records: list[Record] = []
+        isolation = None
         if timed_out:
             note = (
                 f"Grading stopped after {timeout:g} s, so none of this stage's checks could be counted. "
@@ -196,12 +200,15 @@ def grade_submission(
             note = _exit_note(code, tail)
         else:
             try:
-                records = _read_records(results, stage, expected)
+                records, isolation = _read_records(results, stage, expected)
             except (ValueError, KeyError, TypeError) as exc:
                 note = f"The grader's results for this submission could not be read ({exc}); no check could be counted."
         if note:
             records = error_records(stage, expected or [], note)
-    return Outcome(learner, records, note, round(seconds, 2), folder)
+    # Without --isolate the learner's code ran in the process that wrote the results, and
+    # could have written anything there: the parent says what it knows instead.
+    isolation = (isolation if isolate else NOT_ISOLATED) if records and not note else None
+    return Outcome(learner, records, note, round(seconds, 2), folder, isolation=isolation)
 
 
 class GradingStopped(Exception):
@@ -378,9 +385,31 @@ def _exit_note(code: int | None, tail: str) -> str:
     return note
 
 
-def _read_records(path: Path, stage: Stage, expected: list[ExpectedCheck] | None) -> list[Record]:
+def sandbox_report(outcomes: list[Outcome]) -> str:
+    """How the learners' code ran, from what each grading process found, never from a flag."""
+    by_kind: dict[str, list[str]] = {}
+    for o in outcomes:
+        if o.isolation is not None:
+            by_kind.setdefault(isolation_summary(o.isolation), []).append(o.learner)
+    if not by_kind:
+        return "Sandbox: no learner's code ran to the end, so there is nothing to say about it."
+    lines = []
+    for kind, learners in sorted(by_kind.items()):
+        count = f"{len(learners)} learner(s)"
+        if kind == "bubblewrap sandbox":
+            lines.append(f"Sandbox: {count} graded in a bubblewrap sandbox.")
+        else:
+            lines.append(f"WARNING: {count} graded WITHOUT a sandbox: {kind}. See docs/ISOLATION.md.")
+    return "\n".join(lines)
+
+
+def _read_records(path: Path, stage: Stage, expected: list[ExpectedCheck] | None) -> tuple[list[Record], dict]:
+    """The records of the grading process, and how it ran the learner's code."""
     payload = json.loads(path.read_text(encoding="utf-8"))
     records = [Record(**r) for r in payload["records"]]
+    isolation = payload["isolation"]
+    if not isinstance(isolation, dict):
+        raise ValueError("it does not say how the code ran")
     ids = [r.check_id for r in records]
     if len(set(ids)) != len(ids):
         raise ValueError("a check appears twice")
@@ -394,7 +423,7 @@ def _read_records(path: Path, stage: Stage, expected: list[ExpectedCheck] | None
         got = {r.check_id: float(r.points_possible) for r in records}
         if got != wanted:
             raise ValueError("its checks are not the stage's checks")
-    return records
+    return records, isolation
 
 
 def learner_folders(submissions: Path) -> list[Path]:
@@ -517,7 +546,7 @@ def command(course: Course, stage: Stage, args) -> int:
         from .sandbox import take_turns_with_the_child
 
         take_turns_with_the_child()  # before the fork server imports torch
-    mode = "each in a sandbox" if isolate else "in-process, NOT isolated: only for code you trust"
+    mode = "each in a process of its own, sandboxed where bubblewrap runs" if isolate else "in-process, NOT isolated: only for code you trust"
     print(
         f"Grading {len(folders)} submission(s) of {stage.id} ({stage.title}), {args.workers} at a time, {mode}; "
         f"each learner's grading stops after {limit:g} s.",
@@ -533,6 +562,7 @@ def command(course: Course, stage: Stage, args) -> int:
     kept = sum(o.kept for o in outcomes)
     graded = len(outcomes) - kept
     print(f"\nGraded {graded} learner(s) in {elapsed:.0f} s ({elapsed / max(graded, 1):.1f} s each).")
+    print(sandbox_report(outcomes))
     if kept:
         print(f"Kept {kept} learner(s) graded by an earlier run: their files are unchanged since.")
     print(f"  totals:  {out / 'scores.csv'}")

@@ -212,7 +212,7 @@ def _check(args, course, stage: Stage, sandbox) -> int:
     later = course.stages[course.stages.index(stage) + 1 :]
     report.finish(records, hidden_not_run, unwritten_parts(impl.files), later[0].id if later else None)
     if args.json:
-        write_json(records, args.json)
+        write_json(records, args.json, getattr(impl, "isolation", None))
     return 0 if all_passed(records) else 1
 
 

@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from .results import ERROR, FAILED, PASSED, Record, read_json, score
+from .results import ERROR, FAILED, PASSED, Record, isolation_summary, read_json, score
 
 if TYPE_CHECKING:
     from .batch import ExpectedCheck, Outcome
@@ -144,6 +144,7 @@ def write_learner(out: Path, outcome: "Outcome", stage: "Stage", exports: Iterab
         "note": outcome.note,
         "seconds": outcome.seconds,
         "fingerprint": outcome.fingerprint,
+        "isolation": outcome.isolation,
         "records": [asdict(r) for r in outcome.records],
     }
     _write_json(out / "records" / f"{outcome.learner}.json", payload)
@@ -162,7 +163,8 @@ def read_learner(out: Path, learner: str, stage: "Stage", expected: list["Expect
         checks = {r.check_id: float(r.points_possible) for r in records} == {c.check_id: c.points for c in expected}
         if not (same and checks and len(records) == len(expected)):
             return None
-        return Outcome(learner, records, payload["note"], payload["seconds"], None, fingerprint, kept=True)
+        return Outcome(learner, records, payload["note"], payload["seconds"], None, fingerprint, kept=True,
+                       isolation=payload.get("isolation"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -172,7 +174,7 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
     ids = [c.check_id for c in expected]
     with _atomic(path, newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", "graded_files", *ids])
+        writer.writerow(["learner", "score", "max_score", "checks_passed", "checks_counted", "graded", "note", "graded_files", "sandbox", *ids])
         for o in sorted(outcomes, key=lambda o: o.learner):
             earned, possible = o.score
             by_id = {r.check_id: r for r in o.records}
@@ -181,7 +183,8 @@ def write_scores_csv(path: Path, outcomes: list["Outcome"], expected: list["Expe
             counted = sum(r.counts for r in o.records)
             graded = "no" if o.note else "yes"
             files = "; ".join(f"{f['path']} sha256:{f['sha256'] or 'unreadable'}" for f in graded_files_of(o.records))
-            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, reason(o.records, o.note), files, *points])
+            sandbox = isolation_summary(o.isolation) if o.isolation else "learner code did not run"
+            writer.writerow([o.learner, f"{earned:g}", f"{possible:g}", passed, counted, graded, reason(o.records, o.note), files, sandbox, *points])
 
 
 def reason(records: list[Record], note: str = "") -> str:
@@ -352,6 +355,11 @@ def run_gradescope(course, stage: "Stage", submission: Path, results_path: Path)
             note = f"The grader could not grade this submission ({type(exc).__name__}: {exc}). Nothing was counted."
             outcome = Outcome("submission", error_records(stage, expected, note), note)
     results = gradescope_results(outcome.records, outcome.note, outcome.seconds)
+    # Where Gradescope's image forbids bubblewrap, the instructor must know: in the
+    # autograder's output (run_autograder's stdout) and in the results' extra_data.
+    sandbox = isolation_summary(outcome.isolation) if outcome.isolation else "learner code did not run"
+    results.setdefault("extra_data", {})["sandbox"] = sandbox
+    print(f"Sandbox: {sandbox}", flush=True)
     _write_json(results_path, results)
     return results
 

@@ -414,11 +414,33 @@ def keep_only_the_stage(stage_id: str, submitted: str, autograded: str) -> str:
         else:
             os.unlink(entry.path)
     try:
-        intake.copy(intake.take(Path(submitted), stage, only=stage.files), target, mode=0o644)
+        taken = intake.take(Path(submitted), stage)
+        intake.copy(intake.take(Path(submitted), stage, folder=taken.folder, only=learner_modules(taken, stage)), target, mode=0o644)
     except intake.Refused as exc:
         (target / REFUSED_NOTE).write_text(f"Not graded: {exc}\n", encoding="utf-8")
         return str(exc)
     return ""
+
+
+def learner_modules(taken, stage: Stage) -> tuple[str, ...]:
+    """The stage's files and the helper modules a learner wrote beside them (`utils.py`),
+    which grading imports in its sandbox as in every other mode. A file named like a module
+    that is installed here (`ipykernel_launcher.py`, `torch.py`) is left out: it could only
+    be there to stand in for that module."""
+    import importlib.util
+
+    helpers = []
+    for name in taken.files:
+        stem = name[:-3]
+        if "/" in name or not name.endswith(".py") or name in stage.files or not stem.isidentifier():
+            continue
+        try:
+            installed = importlib.util.find_spec(stem) is not None
+        except (ImportError, ValueError):
+            installed = True
+        if not installed:
+            helpers.append(name)
+    return (*stage.files, *helpers)
 
 
 def add_notebooks(course_dir: Path, stage: Stage) -> dict[str, list[str]]:

@@ -73,12 +73,29 @@ def graded_files(shown: list[Path], read: list[Path] | None = None) -> list[dict
     return [{"path": intake.shown(str(p)), "sha256": file_sha256(r)} for p, r in zip(shown, read or shown)]
 
 
-def write_json(records: list[Record], path: Path) -> None:
+NOT_ISOLATED = {"mode": "in-process", "sandboxed": False, "reason": "learner code ran in the grading process"}
+
+
+def isolation_summary(isolation: dict | None) -> str:
+    """How a learner's code ran, in a few words: for reports, records and scores.csv."""
+    if not isolation:
+        return "unknown"
+    if isolation.get("sandboxed"):
+        return "bubblewrap sandbox"
+    if isolation.get("mode") == "process":
+        return f"separate process, NOT sandboxed ({isolation.get('reason') or 'no reason given'})"
+    return "in-process, NOT isolated"
+
+
+def write_json(records: list[Record], path: Path, isolation: dict | None = None) -> None:
+    """The records of one `check`, with how the code under test ran (`isolation`: the mode
+    the sandbox actually started in, not the mode that was asked for)."""
     earned, possible = score(records)
     payload = {
         "score": earned,
         "max_score": possible,
         "graded_files": records[0].graded_files if records else [],
+        "isolation": isolation or NOT_ISOLATED,
         "records": [asdict(r) for r in records],
     }
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

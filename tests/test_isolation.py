@@ -235,12 +235,10 @@ def test_print_timings(capsys):
 def test_the_child_sees_the_references_it_builds_on_and_not_its_own(tmp_path):
     """Graded against the references of earlier stages, the child can import them; the
     reference of the stage being graded, the hidden checks and the course folder stay out."""
-    stage = next((s for s in COURSE.stages if s.available and s.depends), None)
-    if stage is None:
-        pytest.skip("no available stage builds on another")
+    stage = COURSE.stage("07_layernorm")
     folder = tmp_path / stage.id
     shutil.copytree(ROOT / "solutions" / stage.id, folder)
-    dep = COURSE.stage(stage.depends[0])
+    dep = COURSE.dependencies(stage)[0]
     with open(folder / stage.files[0], "a") as f:
         f.write(
             f"\n\nimport {dep.module_names[0]} as _dep  # at import time, as stage files import earlier stages\n\n\n"

@@ -43,7 +43,9 @@ LEARNERS = {
     "1007": ("trudytom", "kernel_launcher_plants_reference"),
     "1008": ("evesam", "kernel_grader_shadow"),
     "1009": ("wrongnamewill", "wrong_name"),  # hands in Bigram.py
+    "1010": ("helperhal", "helper"),  # a correct bigram.py that imports a module of its own beside it
 }
+HELPER = ("bigram_helpers.py", "READY = True\n")
 ZOO = ROOT / "tests" / "zoo"
 KERNEL_ATTACKS = [kind for _, kind in LEARNERS.values() if kind.startswith("kernel_")]
 # A learner's cell: an IPython input transformer that replaces each test cell with the
@@ -67,6 +69,10 @@ def bigram_source(kind: str) -> str:
         return make_stub(head + "class BigramLanguageModel" + model)
     if kind == "exits":
         return "import os\nos._exit(0)\n" + solution
+    if kind == "helper":
+        lines = solution.splitlines(keepends=True)
+        at = max((i + 1 for i, line in enumerate(lines) if line.startswith("from __future__")), default=0)
+        return "".join(lines[:at]) + "import bigram_helpers\nassert bigram_helpers.READY\n" + "".join(lines[at:])
     stub = (ROOT / "exercises" / STAGE / "bigram.py").read_text()
     attack = ZOO / kind / "attack.py"
     return stub + "\n\n" + attack.read_text() if kind in KERNEL_ATTACKS and attack.is_file() else stub
@@ -147,6 +153,8 @@ def graded(tmp_path_factory, env):
     for student, (_, kind) in LEARNERS.items():  # folders too, as nbgrader's exchange would collect them
         if kind in KERNEL_ATTACKS:
             shutil.copytree(ZOO / kind / "files", course / "submitted" / student / STAGE, dirs_exist_ok=True)
+        if kind == "helper":
+            (course / "submitted" / student / STAGE / HELPER[0]).write_text(HELPER[1])
     logs["add-notebooks"] = grader("nbgrader", "add-notebooks", str(course), STAGE, env=env)
 
     autograde_started = time.perf_counter()
@@ -176,7 +184,7 @@ def expected(tmp_path_factory):
     records = json.loads((out / "records" / "1002.json").read_text())["records"]
     partial = {v: sum(r["points_earned"] for r in records if r["visibility"] == v) for v in ("public", "hidden")}
     result = {student: {"public": 0, "hidden": 0} for student in LEARNERS}
-    result["1001"], result["1002"] = full, partial
+    result["1001"], result["1002"], result["1010"] = full, partial, full
     return result
 
 
@@ -189,7 +197,7 @@ def test_exported_scores(graded, expected):
         assert float(rows[student]["max_score"]) == sum(expected["1001"].values())
         assert scores[student] == pytest.approx(sum(expected[student].values())), student
     assert 0 < scores["1002"] < scores["1001"]  # partial
-    assert all(scores[s] == 0 for s in LEARNERS if s not in ("1001", "1002"))
+    assert all(scores[s] == 0 for s in LEARNERS if s not in ("1001", "1002", "1010"))
 
 
 def test_scores_per_cell_in_the_gradebook(graded, expected):
@@ -220,6 +228,8 @@ def test_only_the_stage_files_and_the_notebook_are_kept(graded):
         kept = {p.name for p in (course / "autograded" / student / STAGE).iterdir()} - {"timestamp.txt"}  # nbgrader's
         if kind == "wrong_name":
             assert kept == {"grading.ipynb", "not-graded.txt"}, (student, kept)
+        elif kind == "helper":  # a learner's own module stays; one named like an installed module would not
+            assert kept == {"bigram.py", "grading.ipynb", HELPER[0]}, (student, kept)
         else:
             assert kept == {"bigram.py", "grading.ipynb"}, (student, kept)
     assert (course / "submitted" / "1006" / STAGE / "ipykernel_launcher.py").is_file()  # the attack was handed in
