@@ -40,7 +40,6 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime")
 PASSED_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 # Files that only change how Python or pytest start, never graded code: left out of the copy.
-NEVER_COPIED = ("__pycache__", "conftest.py", "sitecustomize.py", "usercustomize.py")
 MODE_ENV = "GRADER_SANDBOX"  # auto (default), bwrap (required), process (no sandbox)
 
 
@@ -606,35 +605,6 @@ def start_sandbox(course, stage, background: bool = False) -> Sandbox:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def copy_submission(source: Path, target: Path, max_file: int = 16 << 20, budget: list | None = None) -> list[str]:
-    """Copy regular files only: never follow a link (it could point at the reference), skip
-    caches, hidden folders, conftest.py and sitecustomize.py, files too large to be code, and
-    whatever comes after the first 2,000 files or 64 MiB. Returns what was left out."""
-    budget = budget if budget is not None else [2000, 64 << 20]
-    left_out = []
-    target.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
-        if entry.name in NEVER_COPIED or entry.name.startswith("."):
-            continue
-        if entry.is_symlink():
-            left_out.append(f"{entry.name} (a link)")
-        elif entry.is_dir(follow_symlinks=False):
-            inner = copy_submission(Path(entry.path), target / entry.name, max_file, budget)
-            left_out += [f"{entry.name}/{x}" for x in inner]
-        elif entry.is_file(follow_symlinks=False):
-            size = entry.stat(follow_symlinks=False).st_size
-            if size > max_file:
-                left_out.append(f"{entry.name} (larger than {_size(max_file)})")
-            elif budget[0] <= 0 or budget[1] < size:
-                left_out.append(f"{entry.name} (the submission is too large)")
-            else:
-                budget[0] -= 1
-                budget[1] -= size
-                shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
-                os.chmod(target / entry.name, 0o444)
-    return left_out
 
 
 def _copy_support(target: Path) -> None:
