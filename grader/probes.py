@@ -631,3 +631,82 @@ def build_on_device(cls, config, device: str, dtype: torch.dtype) -> torch.nn.Mo
     with torch.device(device):
         model = cls(config)
     return model.to(device=device, dtype=dtype)
+
+
+# --- general properties (grader/checks/properties.py) ------------------------------------------
+
+import copy  # noqa: E402
+
+
+def _leaf(value):
+    """A floating-point tensor as a fresh leaf that requires grad, as a training loop passes it."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.detach().clone().requires_grad_(True)
+    return value
+
+
+def call_reporting_inputs(fn, args: tuple, kwargs: dict, grad_leaves: bool = False) -> dict:
+    """fn(*args, **kwargs), and its arguments as they are after the call.
+
+    The arguments the suite sent are copies, so a change made to them in place shows only
+    here, in the process where fn runs. With `grad_leaves`, every floating-point tensor
+    argument is first made a leaf that requires grad. Returns {'result', 'args', 'kwargs'}.
+    """
+    if grad_leaves:
+        args = tuple(_leaf(a) for a in args)
+        kwargs = {k: _leaf(v) for k, v in kwargs.items()}
+    result = fn(*args, **kwargs)
+    return {"result": result, "args": list(args), "kwargs": dict(kwargs)}
+
+
+def _describe(value):
+    """Tensors as (shape, dtype, device type), so that meta tensors can travel back."""
+    if isinstance(value, torch.Tensor):
+        return {"shape": tuple(value.shape), "dtype": str(value.dtype), "device": value.device.type}
+    if type(value) in (list, tuple):
+        return [_describe(v) for v in value]
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    return type(value).__name__
+
+
+class _OneDevice(torch.overrides.TorchFunctionMode):
+    """Raises where an operation mixes a CPU tensor (more than a scalar) with tensors on another
+    device, as a GPU would. The meta device alone lets some of these through (an embedding
+    looked up with CPU indices)."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        self.device = device
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if any(t.device.type == self.device for t in tensors):
+            stray = next((t for t in tensors if t.device.type == "cpu" and t.dim() > 0), None)
+            if stray is not None:
+                name = getattr(func, "__name__", str(func))
+                raise RuntimeError(f"{name}: a tensor of shape {tuple(stray.shape)} on device cpu meets tensors on "
+                                   f"the expected device {self.device}")
+        return func(*args, **kwargs)
+
+
+def call_moved(fn, args: tuple, kwargs: dict, device: str, dtype: torch.dtype | None = None,
+               describe: bool = False):
+    """fn(*args, **kwargs) with fn (a copy, when it is an nn.Module) and every tensor argument
+    moved to `device`, floating-point ones (and the module's) cast to `dtype` when given.
+    On a device other than the CPU, an operation that mixes a CPU tensor with tensors on
+    `device` raises. Returns the output, or with `describe` only its tensors' shapes, dtypes
+    and devices."""
+    if isinstance(fn, torch.nn.Module):
+        fn = copy.deepcopy(fn).to(device=device, dtype=dtype) if dtype else copy.deepcopy(fn).to(device)
+
+    def move(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        return value.to(device=device, dtype=dtype) if dtype and value.is_floating_point() else value.to(device)
+
+    args, kwargs = tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+    with contextlib.nullcontext() if device == "cpu" else _OneDevice(device):
+        out = fn(*args, **kwargs)
+    return _describe(out) if describe else out

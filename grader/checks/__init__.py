@@ -5,6 +5,13 @@ from .errors import failing_line
 from .gradients import assert_gradients_reach
 from .init import assert_init_loss, assert_weight_stats
 from .models import assert_same_language_model, greedy_continuation, model_outputs, share_weights
+from .properties import (
+    assert_follows_device_and_dtype,
+    assert_generator_used,
+    assert_inputs_unchanged,
+    assert_stable,
+    expect_raises,
+)
 from .speed import SpeedResult, assert_speed_ratio, measure_ratio
 from .values import (
     assert_close,
@@ -21,14 +28,19 @@ __all__ = [
     "SpeedResult",
     "assert_causal",
     "assert_close",
+    "assert_follows_device_and_dtype",
+    "assert_generator_used",
     "assert_gradients_reach",
     "assert_init_loss",
+    "assert_inputs_unchanged",
     "assert_same_language_model",
     "assert_speed_ratio",
+    "assert_stable",
     "assert_weight_stats",
     "cause",
     "dependency_map",
     "expect_int_list",
+    "expect_raises",
     "expect_tensor",
     "expect_type",
     "failing_line",
