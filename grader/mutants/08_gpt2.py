@@ -273,4 +273,13 @@ MUTANTS = [
         caught_by="load_hf_buffers_and_errors",
         message="KeyError naming what is missing",
     ),
+    Mutant(
+        name="generate_first_position_crop",
+        bug="samples from the first position's logits: greedy decoding fails, and cropping cannot be judged",
+        file="gpt2.py",
+        find="            logits = logits[:, -1, :]\n",
+        replace="            logits = logits[:, 0, :]\n",
+        caught_by="generate_crops_context",
+        message='Fix the check "greedy decoding: temperature=0 takes the argmax',
+    ),
 ]

@@ -21,6 +21,7 @@ from grader.checks import (
     assert_gradients_reach,
     assert_init_loss,
     assert_weight_stats,
+    cause,
     dependency_map,
     expect_tensor,
     greedy_continuation,
@@ -437,7 +438,10 @@ def first_difference(out, expected, start):
     return int((out != expected).any(0).nonzero()[0]) - start
 
 
-@check("greedy decoding: temperature=0 takes the argmax, and top_k=1 gives the same tokens", points=2)
+GREEDY_TITLE = "greedy decoding: temperature=0 takes the argmax, and top_k=1 gives the same tokens"
+
+
+@check(GREEDY_TITLE, points=2)
 def generate_greedy(impl):
     V, bs, T, n = 12, 8, 3, 6
     model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=2, n_head=2, n_embd=16)
@@ -464,26 +468,52 @@ def generate_greedy(impl):
             )
 
 
+def greedy_way(model, V: int, bs: int) -> tuple[str, dict] | None:
+    """How this generate decodes greedily, tried on a prompt that never needs cropping: the
+    handout's temperature=0, else top_k=1 (at the default temperature), else None. A check
+    about something else uses it, so that a temperature bug is charged once, by the checks
+    on temperature."""
+    idx = torch.randint(0, V, (2, 2))
+    expected = greedy_continuation(model, idx, bs - 2, bs)
+    for how, kwargs in (("temperature=0", dict(temperature=0)), ("top_k=1", dict(top_k=1))):
+        try:
+            out = model.generate(idx, bs - 2, **kwargs)
+        except LearnerError:
+            continue
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out, expected):
+            return how, kwargs
+    return None
+
+
 @check("generate crops the context to the last block_size tokens", points=1)
 def generate_crops_context(impl):
     V, bs = 10, 4
     model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    way = greedy_way(model, V, bs)
+    if way is None:
+        raise CheckFailure(
+            "Cropping is judged on greedy decoding, and your generate decodes greedily neither with temperature=0 "
+            f"nor with top_k=1, even on a prompt shorter than block_size={bs}. Fix the check \"{GREEDY_TITLE}\" "
+            "first; this one is judged again once that passes."
+        )
+    how, kwargs = way
     idx = torch.randint(0, V, (2, 9))
     try:
-        out = model.generate(idx, 5, temperature=0)
+        out = model.generate(idx, 5, **kwargs)
     except LearnerError as exc:
         raise CheckFailure(
-            f"generate with a 9-token prompt and block_size={bs} failed: {exc.describe()}\n"
-            "The model reads at most block_size tokens: crop the context to the last block_size tokens "
-            "(idx[:, -block_size:]) before each forward."
+            f"generate(idx, 5, {how}) with a 9-token prompt and block_size={bs} failed: {exc.describe()}\n"
+            + cause("The model reads at most block_size tokens: crop the context to the last block_size tokens "
+                    "(idx[:, -block_size:]) before each forward.")
         ) from None
-    expect_tensor(out, "generate(idx, 5, temperature=0)", (2, 14), torch.int64)
+    expect_tensor(out, f"generate(idx, 5, {how})", (2, 14), torch.int64)
     expected = greedy_continuation(model, idx, 5, bs)
     if not torch.equal(out, expected):
         raise CheckFailure(
-            f"generate(idx, 5, temperature=0) with a 9-token prompt and block_size={bs} gave {out[:, 9:].tolist()}; "
-            f"greedy on the last {bs} tokens gives {expected[:, 9:].tolist()}. Crop the context to the last "
-            "block_size tokens (idx[:, -block_size:]), the end of the sequence, not its start."
+            f"generate(idx, 5, {how}) with a 9-token prompt and block_size={bs} gave {out[:, 9:].tolist()}; "
+            f"greedy on the last {bs} tokens gives {expected[:, 9:].tolist()}.\n"
+            + cause("Crop the context to the last block_size tokens (idx[:, -block_size:]), the end of the sequence, "
+                    "not its start.")
         )
 
 
@@ -537,13 +567,13 @@ def generate_temperature(impl):
             ("multiplies the logits by temperature instead of dividing", F.softmax(last * temperature, -1)),
             ("samples uniformly", torch.full((V,), 1.0 / V, dtype=torch.float64)),
         )
-        cause = next((why for why, p in candidates if chi2(p) < 40), None)
-        hint = f"Your generate {cause}. " if cause else ""
+        found = next((why for why, p in candidates if chi2(p) < 40), None)
+        how = ("Divide the last position's logits by temperature, then softmax and sample: below 1 sharpens the "
+               "distribution, above 1 flattens it.")
         raise CheckFailure(
             f"With temperature={temperature}, {rows} samples of the next token came out with frequencies "
             f"{[round(x, 3) for x in seen.tolist()]}; softmax(logits / {temperature}) gives "
-            f"{[round(x, 3) for x in want.tolist()]}. {hint}Divide the last position's logits by temperature, then "
-            "softmax and sample: below 1 sharpens the distribution, above 1 flattens it."
+            f"{[round(x, 3) for x in want.tolist()]}.\n" + (cause(f"Your generate {found}. {how}") if found else how)
         )
 
 
