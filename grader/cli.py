@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
-import traceback
 from pathlib import Path
 
+from . import checking
 from .course import CourseError, Stage, load_course
 
 USAGE_EXAMPLES = """examples:
@@ -34,22 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the stages, their points and status")
 
     check = sub.add_parser("check", help="run one stage's checks")
-    check.add_argument("stage", help="a stage: its id (05_attention), its number (5) or its name (attention)")
-    check.add_argument("--impl", default="exercises", help="exercises (default), solutions, or a folder")
-    check.add_argument(
-        "--deps",
-        choices=["own", "reference"],
-        help="earlier stages from the same place as the stage (own) or from solutions/ (reference); "
-        "default: own for exercises, reference otherwise",
-    )
-    check.add_argument("--json", type=Path, metavar="FILE", help="also write the result records to FILE")
-    check.add_argument(
-        "--isolate",
-        action="store_true",
-        help="grading mode: run the code under test in a sandboxed child process (bubblewrap where available) "
-        "with the stage's limits, and judge it from outside",
-    )
-    check.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    checking.add_arguments(check)
 
     selftest = sub.add_parser("selftest", help="prove the suites: solutions pass, stubs score 0, mutants are caught")
     selftest.add_argument("stages", nargs="*", help="stage ids (default: every available stage)")
@@ -109,22 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                           "runs/gpucheck_smoke.md with --smoke)")
 
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except CourseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into `head`: nothing left to say
-        sys.stderr.close()
-        return 1
-    except Exception as exc:  # noqa: BLE001 - never a bare traceback for a learner
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: the grader failed unexpectedly ({type(exc).__name__}: {exc}). Run again with -v for details.", file=sys.stderr)
-        return 3
+    return checking.run_command(COMMANDS[args.command], args)
 
 
 def cmd_list(args) -> int:
@@ -147,82 +115,13 @@ def _status(course, stage: Stage) -> str:
     return f"{left} part(s) left to implement" if left else "all parts written"
 
 
-def find_stage(course, text: str) -> Stage:
-    """The stage a learner means: `05_attention`, `05`, `5` and `attention` (any case) are all
-    05_attention. Anything else gets the course's answer, with a "did you mean" when one is close."""
-    key = text.strip().lower()
-    number, _, topic = key.partition("_") if key[:1].isdigit() else ("", "", key)
-    for stage in course.stages:
-        stage_number, stage_topic = stage.id.split("_", 1)
-        same_number = number.isdigit() and int(number) == int(stage_number)
-        if key == stage.id or (same_number and topic in ("", stage_topic)) or (not number and topic == stage_topic):
-            return stage
-    return course.stage(text)
-
-
-def available_stage(course, stage_id: str) -> Stage:
-    stage = find_stage(course, stage_id)
-    if not stage.available:
-        raise CourseError(f"Stage {stage.id} ({stage.title}) is not available yet. Run `python -m grader list` to see what is.")
-    return stage
-
-
-def cmd_check(args) -> int:
-    args.started = time.perf_counter()  # the report's total time counts from here
-    course = load_course()
-    stage = available_stage(course, args.stage)
-    if not args.isolate:
-        return _check(args, course, stage, None)
-    # Start the sandboxed child first: it imports torch while this process loads the suites.
-    from .sandbox import take_turns_with_the_child
-    from .sandbox.jail import SandboxUnavailable, start_sandbox  # no torch yet
-
-    take_turns_with_the_child()
-    sandbox = start_sandbox(course, stage, background=True)
-    try:
-        return _check(args, course, stage, sandbox)
-    except SandboxUnavailable as exc:
-        raise CourseError(str(exc)) from None
-    finally:
-        sandbox.close()
-
-
-def _check(args, course, stage: Stage, sandbox) -> int:
-    from .handle import resolve
-    from .report import LiveReport
-    from .results import all_passed, write_json
-    from .runner import run_stage
-
-    deps = args.deps or ("own" if args.impl == "exercises" else "reference")
-    impl = resolve(course, stage, args.impl, deps)
-    if sandbox is not None:
-        from .sandbox.remote import RemoteImplementation
-
-        impl = RemoteImplementation(impl, course, sandbox)
-    from .release import unwritten_parts
-
-    # Each check's line appears as soon as it ends (the same in-process and isolated).
-    report = LiveReport(stage, impl.label, started=args.started)
-    report.start()
-    try:
-        records = run_stage(course, stage, impl, verbose=args.verbose, progress=report)
-    finally:
-        report.close()
-    hidden_not_run = course.hidden.get(stage.id, 0)
-    later = course.stages[course.stages.index(stage) + 1 :]
-    report.finish(records, hidden_not_run, unwritten_parts(impl.files), later[0].id if later else None)
-    if args.json:
-        write_json(records, args.json, getattr(impl, "isolation", None))
-    return 0 if all_passed(records) else 1
-
-
 def cmd_selftest(args) -> int:
     course = load_course()
     if course.is_release:
         raise CourseError("selftest needs the solutions and the mutants, which a student release does not have.")
     from .selftest import selftest  # the mutants it imports are not in a student release
 
-    stages = [available_stage(course, s) for s in args.stages] or [s for s in course.stages if s.available]
+    stages = [course.available_stage(s) for s in args.stages] or [s for s in course.stages if s.available]
     return 0 if selftest(course, stages, verbose=args.verbose) else 1
 
 
@@ -263,28 +162,28 @@ def cmd_train(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .batch import command
+    from .classgrading.batch import command
 
     course = load_course()
-    return command(course, available_stage(course, args.stage), args)
+    return command(course, course.available_stage(args.stage), args)
 
 
 def cmd_gradescope(args) -> int:
-    from .exporters import gradescope_command
+    from .classgrading.gradescope import gradescope_command
 
     course = load_course()
-    return gradescope_command(course, available_stage(course, args.stage), args)
+    return gradescope_command(course, course.available_stage(args.stage), args)
 
 
 def cmd_nbgrader(args) -> int:
-    from .nbgrader_course import command
+    from .classgrading.nbgrader_course import command
 
     course = load_course()
     names = (args.stages or []) if args.nb_action == "init" else [args.stage]
-    return command(course, [available_stage(course, s) for s in names], args)
+    return command(course, [course.available_stage(s) for s in names], args)
 
 
-COMMANDS = {"list": cmd_list, "check": cmd_check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}
+COMMANDS = {"list": cmd_list, "check": checking.check, "selftest": cmd_selftest, "release": cmd_release, "data": cmd_data}
 COMMANDS.update(train=cmd_train, grade=cmd_grade, gradescope=cmd_gradescope, nbgrader=cmd_nbgrader)
 
 
@@ -298,7 +197,7 @@ COMMANDS.update(gpucheck=cmd_gpucheck)
 
 
 def cmd_report(args) -> int:
-    from .classreport import command
+    from .classgrading.classreport import command
 
     return command(args)
 

@@ -74,6 +74,24 @@ class Course:
         hint = f" Did you mean {close[0]}?" if close else ""
         raise CourseError(f"There is no stage '{stage_id}'.{hint} The stages are: {', '.join(ids)}.")
 
+    def find_stage(self, text: str) -> Stage:
+        """The stage a learner means: `05_attention`, `05`, `5` and `attention` (any case) are
+        all 05_attention. Anything else gets `stage`'s answer, with a "did you mean"."""
+        key = text.strip().lower()
+        number, _, topic = key.partition("_") if key[:1].isdigit() else ("", "", key)
+        for stage in self.stages:
+            stage_number, stage_topic = stage.id.split("_", 1)
+            same_number = number.isdigit() and int(number) == int(stage_number)
+            if key == stage.id or (same_number and topic in ("", stage_topic)) or (not number and topic == stage_topic):
+                return stage
+        return self.stage(text)
+
+    def available_stage(self, text: str) -> Stage:
+        stage = self.find_stage(text)
+        if not stage.available:
+            raise CourseError(f"Stage {stage.id} ({stage.title}) is not available yet. Run `python -m grader list` to see what is.")
+        return stage
+
     def dependencies(self, stage: Stage) -> list[Stage]:
         """The stages `stage` may build on, nearest first: every earlier stage.
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from grader.batch import expected_checks
+from grader.classgrading.outcome import expected_checks
 from grader.course import load_course
 from grader.release import BEGIN, END, make_stub
 from test_exporters import validate_classroom, validate_gradescope
@@ -234,7 +234,7 @@ def test_one_learner_never_stops_the_class(tmp_path, monkeypatch):
     that say why, every other learner's grade is what it would be alone, scores.csv gives
     everyone a reason, and a rerun keeps the finished learners and grades the broken one."""
     from grader import intake
-    from grader.batch import grade_class
+    from grader.classgrading.batch import grade_class
 
     course = load_course()
     stage = course.stage(STAGE)
@@ -295,7 +295,7 @@ def test_one_learner_never_stops_the_class(tmp_path, monkeypatch):
 def test_scores_csv_names_the_cause_of_an_import_crash(tmp_path):
     """A learner whose code crashes at import is graded to the end (every check: the import
     failed), and scores.csv says so instead of leaving the note empty."""
-    from grader.batch import grade_class
+    from grader.classgrading.batch import grade_class
 
     course = load_course()
     root = tmp_path / "class"

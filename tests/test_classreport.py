@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from grader import classreport
+from grader.classgrading import classreport
 from grader.course import CourseError, load_course
 from grader.mutants import load_mutants, write_mutant
 from grader.results import Record

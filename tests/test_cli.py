@@ -52,16 +52,15 @@ def test_unknown_stage_suggests_the_right_id(grader):
 
 
 def test_a_stage_is_named_by_its_id_its_number_or_its_name(grader):
-    from grader.cli import find_stage
     from grader.course import CourseError, load_course
 
     course = load_course()
     for text in ("05_attention", "05", "5", "attention", "Attention", " 5 ", "5_attention"):
-        assert find_stage(course, text).id == "05_attention", text
-    assert find_stage(course, "10").id == "10_llama" and find_stage(course, "1").id == "01_bpe"
+        assert course.find_stage(text).id == "05_attention", text
+    assert course.find_stage("10").id == "10_llama" and course.find_stage("1").id == "01_bpe"
     # A number and a name that disagree are a question, not an answer.
     with pytest.raises(CourseError, match="Did you mean 05_attention"):
-        find_stage(course, "06_attention")
+        course.find_stage("06_attention")
     out = grader("check", "attention")
     assert out.stdout.splitlines()[0].startswith("05_attention  ")
 

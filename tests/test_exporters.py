@@ -18,8 +18,8 @@ import zipfile
 import pytest
 
 from conftest import ROOT
-from grader.batch import ExpectedCheck, Outcome
-from grader.exporters import classroom_results, gradescope_results, write_scores_csv
+from grader.classgrading.outcome import ExpectedCheck, Outcome
+from grader.classgrading.exporters import classroom_results, gradescope_results, write_scores_csv
 from grader.results import Record
 
 GRADESCOPE_TOP = {"score", "execution_time", "output", "output_format", "test_output_format", "test_name_format",
@@ -122,12 +122,12 @@ def test_exporters_command_line(tmp_path):
     from grader.results import write_json
 
     write_json(RECORDS, tmp_path / "records.json")
-    out = subprocess.run([sys.executable, "-m", "grader.exporters", "classroom", str(tmp_path / "records.json"), "--base64"],
+    out = subprocess.run([sys.executable, "-m", "grader.classgrading.exporters", "classroom", str(tmp_path / "records.json"), "--base64"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("result=")
     validate_classroom(json.loads(base64.b64decode(out.stdout.strip()[len("result="):])))
-    out = subprocess.run([sys.executable, "-m", "grader.exporters", "gradescope", str(tmp_path / "records.json"), str(tmp_path / "results.json")],
+    out = subprocess.run([sys.executable, "-m", "grader.classgrading.exporters", "gradescope", str(tmp_path / "records.json"), str(tmp_path / "results.json")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     validate_gradescope(json.loads((tmp_path / "results.json").read_text()))
@@ -159,7 +159,7 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((autograder / "results" / "results.json").read_text())
     validate_gradescope(results)
-    from grader.batch import expected_checks
+    from grader.classgrading.outcome import expected_checks
     from grader.course import load_course
 
     assert results["score"] == 0 and len(results["tests"]) == len(expected_checks(load_course().stage("02_bigram")))

@@ -171,7 +171,7 @@ def graded(tmp_path_factory, env):
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory):
     """Each learner's points per visibility, from the grader itself (`grade` for the partial one)."""
-    from grader.batch import expected_checks
+    from grader.classgrading.outcome import expected_checks
     from grader.course import load_course
 
     checks = expected_checks(load_course().stage(STAGE))

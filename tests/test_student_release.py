@@ -119,7 +119,7 @@ def classroom_steps() -> list[str]:
 
 def test_github_classroom_workflow(course, first_check, tmp_path):
     steps = classroom_steps()
-    assert any("grader.exporters classroom" in step for step in steps), steps
+    assert any("grader.classgrading.exporters classroom" in step for step in steps), steps
     output = tmp_path / "github_output"
     out = run_in(course, f"export GITHUB_OUTPUT={shlex.quote(str(output))}\nset -e\n" + "\n".join(steps))
     assert out.returncode == 0, out.stdout + out.stderr

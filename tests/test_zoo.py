@@ -364,7 +364,7 @@ def test_intake_attacks_in_a_batch(course, stage, victim, tmp_path):
     import csv
     import importlib.util
 
-    from grader.batch import grade_class
+    from grader.classgrading.batch import grade_class
 
     solution = (ROOT / "solutions" / STAGE / "bigram.py").read_text()
     stub = (ROOT / "exercises" / STAGE / "bigram.py").read_text()
@@ -419,7 +419,7 @@ def test_trust_attacks_in_a_batch(course, stage_id, tmp_path):
     code without its trick, graded by `grade` (isolated): the trick earns nothing (the attacked
     checks fail, as they do without it), the attack earns no more than its code without the
     trick, the honest learner every point, the stub none, and the batch finishes."""
-    from grader.batch import grade_class
+    from grader.classgrading.batch import grade_class
 
     stage = course.stage(stage_id)
     attacks = {name: (file, attacked) for name, (s, file, attacked) in TRUST_ATTACKS.items() if s == stage_id}

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
-from . import intake
-from .course import CourseError, load_course
-from .results import ERROR, FAILED, PASSED, SKIPPED, Record, score
+from .. import intake
+from ..course import CourseError, load_course
+from ..results import ERROR, FAILED, PASSED, SKIPPED, Record, score
 
 PLOTS = ("scores", "pass_rates")
 MAX_FILE_BYTES = 50 << 20  # a results file larger than this is not a learner's records
@@ -248,7 +248,7 @@ def known_bugs(stages: Iterable[str]) -> dict[str, list]:
     """Each stage's mutants, by stage id; none for a stage the course does not know, or in a
     student release (which has no mutants)."""
     try:
-        from .mutants import load_mutants
+        from ..mutants import load_mutants
 
         course = load_course()
     except (ImportError, CourseError):

@@ -32,47 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import intake
-from .course import Course, CourseError, Stage
-from .results import ERROR, NOT_ISOLATED, Record, isolation_summary, score
-from .sandbox.jail import die_with_parent
+from .. import intake
+from ..course import Course, CourseError, Stage
+from ..results import NOT_ISOLATED, Record, isolation_summary
+from .outcome import ExpectedCheck, Outcome, error_records, expected_checks
+from ..sandbox.jail import die_with_parent
 
 # Starting Python, importing torch and loading the suites comes before the stage's own
 # limit starts counting.
 STARTUP_MARGIN = 30.0
 OUTPUT_TAIL = 2000  # characters of a child's output kept to explain a failure
 OUTPUT_FILE_LIMIT = 64 << 20  # bytes a forked grading process may print: an endless print loop must not fill the disk
-
-
-@dataclass(frozen=True)
-class ExpectedCheck:
-    """What a check is worth, known without running it: enough to write its error record."""
-
-    check_id: str
-    title: str
-    points: float
-    visibility: str
-
-
-@dataclass
-class Outcome:
-    """One learner's result: the records, and a note when the grader could not finish."""
-
-    learner: str
-    records: list[Record]
-    note: str = ""  # empty when the grader ran to the end and its records were read
-    seconds: float = 0.0
-    folder: Path | None = None
-    fingerprint: str = ""  # what was graded (intake.fingerprint), when a class is graded
-    kept: bool = False  # read back from an earlier run's records, not graded now
-    # How the learner's code ran: what the grading process found when it started the
-    # sandbox (results.write_json), or, without --isolate, what the parent knows it did.
-    isolation: dict | None = None
-    interrupted: bool = False  # the run was stopped while this learner was graded: grade again
-
-    @property
-    def score(self) -> tuple[float, float]:
-        return score(self.records)
 
 
 @dataclass
@@ -131,17 +101,6 @@ def hard_timeout(stage: Stage) -> float:
     return stage.time_limit + stage.check_time_limit + STARTUP_MARGIN
 
 
-def expected_checks(stage: Stage) -> list[ExpectedCheck]:
-    """The stage's checks from its suites (imports torch and the suites)."""
-    from .runner import stage_checks
-
-    return [ExpectedCheck(c.id, c.title, float(c.points), c.visibility) for c in stage_checks(stage)]
-
-
-def error_records(stage: Stage, expected: Iterable[ExpectedCheck], message: str) -> list[Record]:
-    return [Record(stage.id, c.check_id, c.title, 0, c.points, ERROR, message, c.visibility, 0.0) for c in expected]
-
-
 def grade_submission(
     course: Course,
     stage: Stage,
@@ -171,7 +130,7 @@ def grade_submission(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as tmp:
         results = Path(tmp) / "records.json"
-        argv = ["check", stage.id, "--impl", str(folder), "--json", str(results), *(["--isolate"] if isolate else [])]
+        argv = [stage.id, "--impl", str(folder), "--json", str(results), *(["--isolate"] if isolate else [])]
         if forked:
             code, timed_out, tail = _run_forked(argv, Path(tmp) / "output.log", threads, timeout)
         else:
@@ -181,7 +140,7 @@ def grade_submission(
                 env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
             # The course root as working directory: `-m grader` then finds the course's grader,
             # never a grader.py that a learner handed in.
-            code, timed_out, tail = _run([python or sys.executable, "-m", "grader", *argv], course.root, env, timeout)
+            code, timed_out, tail = _run([python or sys.executable, "-m", "grader", "check", *argv], course.root, env, timeout)
         seconds = time.perf_counter() - started
         note = ""
         records: list[Record] = []
@@ -331,7 +290,7 @@ def _check_in_fork(argv: list[str], log: str, threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)  # two learners graded at once must not each take every core
-    from .cli import main
+    from ..checking import main  # `check STAGE ...`, as the command line runs it
 
     try:
         code = main(argv)
@@ -543,7 +502,7 @@ def command(course: Course, stage: Stage, args) -> int:
     limit = hard_timeout(stage) if args.timeout is None else args.timeout
     isolate = not args.no_isolate
     if isolate:
-        from .sandbox import take_turns_with_the_child
+        from ..sandbox import take_turns_with_the_child
 
         take_turns_with_the_child()  # before the fork server imports torch
     mode = "each in a process of its own, sandboxed where bubblewrap runs" if isolate else "in-process, NOT isolated: only for code you trust"

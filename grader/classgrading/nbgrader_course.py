@@ -51,7 +51,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .course import Course, CourseError, Stage, load_course
+from ..course import Course, CourseError, Stage, load_course
 
 NOTEBOOK = "grading.ipynb"
 KERNEL_NAME = "scratchgpt-grading"
@@ -186,7 +186,7 @@ class KeepOnlyTheStage(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         if SCRATCHGPT_ROOT not in sys.path:
             sys.path.insert(0, SCRATCHGPT_ROOT)
-        from grader.nbgrader_course import keep_only_the_stage
+        from grader.classgrading.nbgrader_course import keep_only_the_stage
 
         info = resources["nbgrader"]
         autograded = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autograded", info["student"], info["assignment"])
@@ -254,7 +254,7 @@ c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPr
 c.FileNameCollectorPlugin.valid_ext = [".py", ".ipynb"]
 c.FileNameCollectorPlugin.named_regexp = r"{canvas}"
 
-# Last, so that they are set only when everything above loaded (see grader/nbgrader_course.py).
+# Last, so that they are set only when everything above loaded (see grader/classgrading/nbgrader_course.py).
 os.environ["{root_var}"] = SCRATCHGPT_ROOT
 os.environ["{python_var}"] = SCRATCHGPT_PYTHON
 '''
@@ -313,7 +313,7 @@ def grading_notebook(stage: Stage, expected) -> dict:
             f'assert _root, "{ROOT_VARIABLE} is not set: autograde from the course directory, whose nbgrader_config.py sets it."',
             "# Import the course's grader, never a file of the same name from the submission folder.",
             '_sys.path[:] = [_root] + [_p for _p in _sys.path if _p not in ("", ".", _os.getcwd())]',
-            "from grader.nbgrader_course import notebook_points",
+            "from grader.classgrading.nbgrader_course import notebook_points",
             f"notebook_points({json.dumps(stage.id)}, [{ids}], {points:g})",
             "### END HIDDEN TESTS",
         ]
@@ -401,7 +401,7 @@ def keep_only_the_stage(stage_id: str, submitted: str, autograded: str) -> str:
     Called by the nbgrader config's KeepOnlyTheStage, in nbgrader's process, after autograde
     has copied the submission (following links, as nbgrader does) and before any cell runs.
     """
-    from . import intake
+    from .. import intake
 
     stage = load_course().stage(stage_id)
     target = Path(autograded)
@@ -458,7 +458,7 @@ def add_notebooks(course_dir: Path, stage: Stage) -> dict[str, list[str]]:
     report: dict[str, list[str]] = {"added": [], "had_one": [], "refused": []}
     if not submitted.is_dir():
         raise CourseError(f"{submitted} does not exist yet: collect the submissions first (`nbgrader collect` or `nbgrader zip_collect`).")
-    from . import intake
+    from .. import intake
 
     for learner in sorted(p for p in submitted.iterdir() if p.is_dir() and not p.is_symlink()):
         folder = learner / stage.id

@@ -1,5 +1,5 @@
 """Kernel attack (nbgrader): a package named like the course's grader, in the submission's
-folder. The grading cell imports `grader.nbgrader_course.notebook_points`; if this one were
+folder. The grading cell imports `grader.classgrading.nbgrader_course.notebook_points`; if this one were
 found first it would print the hidden suite and give the cell its full points."""
 import os
 
