@@ -8,6 +8,7 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    cause,
     dependency_map,
     expect_tensor,
     perturb_vector,
@@ -311,6 +312,21 @@ def averaging_weights(method, T: int) -> torch.Tensor:
     return method(torch.eye(T).unsqueeze(0))[0]
 
 
+def mask_direction_problem(w: torch.Tensor) -> str:
+    """What is wrong with averaging weights `w` (T, T) whose mask points the wrong way ('' if it does not)."""
+    seen = w.nan_to_num(nan=0.0).abs() > 1e-6
+    if not seen.triu(1).any():
+        return ""
+    if not seen.tril().any():
+        return ("Your mask is inverted: it hides the past and the diagonal and keeps only the future (j > i), as "
+                "masked_fill(mask, float('-inf')) or masked_fill(tril == 1, ...) does: that fills where the mask says "
+                "'may look'. Fill where it is False: masked_fill(~mask, float('-inf')) (mask_future does this).")
+    if not seen.tril(-1).any():
+        return ("Your mask is upside down: it keeps the future (j >= i) and hides the past, as torch.triu or "
+                "masked_fill(tril.T == 0, ...) does. Keep the lower triangle: torch.tril, and fill where it is 0.")
+    return ""
+
+
 def averaging_hint(method, name: str) -> str:
     """What is wrong with a method's weights, read off by feeding it the identity."""
     T = 4
@@ -323,20 +339,23 @@ def averaging_hint(method, name: str) -> str:
         f"\nThe weights your {name} applies for T={T} (row t: the weight of each input in output t):\n{_grid(w)}\n"
         f"expected:\n{_grid(right)}"
     )
+    found = mask_direction_problem(w)
+    if found:
+        return cause(found) + shown
     if torch.isnan(w).any():
         empty_row = bool(torch.isnan(w[0]).any())
-        cause = "NaN weights: " + ("a row averages nothing (x[b, :t] is empty at t = 0; use x[b, :t+1])." if empty_row else "a 0/0.")
+        found = "NaN weights: " + ("a row averages nothing (x[b, :t] is empty at t = 0; use x[b, :t+1])." if empty_row else "a 0/0.")
     elif torch.allclose(w, ones):
-        cause = "The lower triangle is not normalized: divide each row by its own sum, tril / tril.sum(dim=1, keepdim=True)."
+        found = "The lower triangle is not normalized: divide each row by its own sum, tril / tril.sum(dim=1, keepdim=True)."
     elif torch.allclose(w, ones / ones.sum(0, keepdim=True), atol=1e-6):
-        cause = "Normalized over the wrong dimension: each ROW must sum to 1 (sum(dim=1, keepdim=True); softmax over dim=-1)."
+        found = "Normalized over the wrong dimension: each ROW must sum to 1 (sum(dim=1, keepdim=True); softmax over dim=-1)."
     elif (w.triu(1).abs() > 1e-6).any():
-        cause = "Weights above the diagonal: the average includes the future. Mask positions j > t."
+        found = "Weights above the diagonal: the average includes the future. Mask positions j > t."
     elif (w.diagonal().abs() < 1e-6).any():
-        cause = "Position t itself gets no weight: the average must include it (x[b, :t+1], the diagonal included)."
+        found = "Position t itself gets no weight: the average must include it (x[b, :t+1], the diagonal included)."
     else:
-        cause = "Row t must be 1/(t+1) on columns 0..t and 0 after."
-    return cause + shown
+        return "Row t must be 1/(t+1) on columns 0..t and 0 after." + shown
+    return cause(found) + shown
 
 
 @check("the three averages agree with each other and with the running mean", points=3)
@@ -352,7 +371,7 @@ def averages_agree(impl, B, T, C, seed):
         name = f"{method}(x of shape {(B, T, C)})"
         expect_tensor(got, name, (B, T, C), torch.float32)
         if not torch.allclose(got, oracle, 1e-5, 1e-6, equal_nan=False):
-            hint = f"out[b, t] is the mean of x[b, 0..t]. {averaging_hint(fn, method)}"
+            hint = f"out[b, t] is the mean of x[b, 0..t].\n{averaging_hint(fn, method)}"
             assert_close(got, oracle, name, 1e-5, 1e-6, hint=hint)
 
 
@@ -364,9 +383,11 @@ def averaging_is_causal(impl, T):
     x = torch.randn(2, T, 3)
     for method in METHODS:
         deps = dependency_map(getattr(module, method), x, perturb_vector)
+        direction = mask_direction_problem(averaging_weights(getattr(module, method), 4))
         assert_causal(
             deps, method, require_self=True,
-            hint="The future must get weight exactly 0: fill the scores above the diagonal with -inf (mask_future) "
+            hint=cause(direction) if direction else
+            "The future must get weight exactly 0: fill the scores above the diagonal with -inf (mask_future) "
             "before the softmax, or keep only the lower triangle (torch.tril). Every position includes itself.",
         )
 
