@@ -21,7 +21,10 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_gradients_reach,
+    assert_inputs_unchanged,
+    assert_stable,
     cause,
     dependency_map,
     expect_tensor,
@@ -623,3 +626,31 @@ def dropout_places(impl):
             + ("the output did not change" if unchanged else "whole output elements were zeroed")
             + ": attn_dropout belongs on the attention weights, after the softmax and before multiplying by v."
         )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("forward leaves x unchanged, even when x requires grad", points=1)
+def inputs_unchanged(impl):
+    model, _ = build(impl, THREE_HEADS)
+    x = torch.randn(THREE_HEADS.B, THREE_HEADS.T, THREE_HEADS.C)
+    assert_inputs_unchanged(impl, model, x, what="CausalSelfAttention(x)", names=("x",))
+
+
+@check("forward follows x's device and dtype (meta, float64): no tensor made on a fixed device in forward", points=1)
+def follows_device_and_dtype(impl):
+    model, _ = build(impl, BLOCK_ABOVE_EMBD)
+    x = torch.randn(BLOCK_ABOVE_EMBD.B, BLOCK_ABOVE_EMBD.T, BLOCK_ABOVE_EMBD.C)
+    assert_follows_device_and_dtype(impl, model, x, what="CausalSelfAttention(x)")
+
+
+@check("forward stays finite and correct on large activations (x times 10 and 100)", points=1)
+def stable_on_large_inputs(impl):
+    model, _ = build(impl, T_BELOW_BLOCK)
+    x = torch.randn(T_BELOW_BLOCK.B, T_BELOW_BLOCK.T, T_BELOW_BLOCK.C)
+    assert_stable(
+        impl, model, x, what="CausalSelfAttention(x)", rtol=1e-3, atol=1e-4,
+        hint="Large scores overflow exp(): use F.softmax (or your stage 04 softmax), which subtracts each row's "
+        "max first.",
+    )
