@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, Skip, expect_int_list, expect_type
+from grader.checks import CheckFailure, Skip, expect_int_list, expect_raises, expect_type
 from grader.data import corpus
 from grader.handle import LearnerError
 
@@ -265,3 +265,63 @@ def _shared_tokenizer(impl):
     if _cache.get("impl") is not impl:
         _cache.update(impl=impl, tokenizer=trained(impl, training_text(), 512, [EOT]))
     return _cache["tokenizer"]
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("documented errors are ValueErrors: an unknown id in decode, a foreign or corrupt file in load, "
+       "duplicate or empty special tokens", points=1)
+def documented_errors(impl, tmp_path):
+    bpe = impl.module("bpe")
+    tok = trained(impl, "hello world, hello there", 260)
+    expect_raises(lambda: tok.decode([104, 10_000]), ValueError, "decode([104, 10000]) (10000 is not in the vocab)",
+                  hint="Look each id up in self.vocab and raise ValueError naming the id when it is missing.")
+    foreign, corrupt = tmp_path / "foreign.json", tmp_path / "corrupt.json"
+    foreign.write_text('{"model": {"type": "BPE"}, "merges": []}', encoding="utf-8")
+    corrupt.write_text('{"format": ', encoding="utf-8")
+    for path, what in ((foreign, "a JSON file of another format"), (corrupt, "a truncated file")):
+        expect_raises(lambda: bpe.Tokenizer.load(str(path)), ValueError, f"Tokenizer.load of {what}",
+                      hint="Check the file's \"format\" (and version) before reading anything else, and raise "
+                      "ValueError when it is not yours.")
+    for specials in ([EOT, EOT], [""]):
+        expect_raises(lambda: bpe.Tokenizer().train("hello", 300, specials), ValueError,
+                      f"train(text, 300, special_tokens={specials})",
+                      hint="Refuse duplicate and empty special tokens before training.")
+
+
+@check("training again starts afresh: a tokenizer trained twice equals one trained once", points=1)
+def retraining_starts_afresh(impl):
+    text = corpus("fables")[:3000]
+    tok = trained(impl, corpus("multilingual")[:3000], 320, ["<|a|>"])
+    tok.train(text, 300, [EOT])
+    fresh = trained(impl, text, 300, [EOT])
+    if list(tok.merges.items()) != list(fresh.merges.items()) or tok.special_tokens != fresh.special_tokens:
+        raise CheckFailure(
+            f"After a second train(text, 300, [{EOT!r}]) the tokenizer has {len(tok.merges)} merges and special "
+            f"tokens {tok.special_tokens}; one trained once on that text has {len(fresh.merges)} and "
+            f"{fresh.special_tokens}. train must discard the previous merges, special tokens and vocab first."
+        )
+
+
+@check("options: a custom pattern, special tokens in the order given, and their ids after the last merge "
+       "when training stops early", points=1)
+def training_options(impl):
+    pattern = r"\S+|\s+"  # whole words, punctuation attached: GPT-4's pattern would split "cat," in two
+    tok = impl.module("bpe").Tokenizer(pattern)
+    tok.train("cat, cat, cat, dog. dog.", 300)
+    if tok.pattern != pattern:
+        raise CheckFailure(f"Tokenizer(pattern={pattern!r}).pattern is {tok.pattern!r}: keep the pattern you are given.")
+    if len(tok.encode("cat,")) != 1:
+        raise CheckFailure(
+            f"With pattern={pattern!r}, 'cat,' is one pre-token that occurs three times, yet encode('cat,') gives "
+            f"{tok.encode('cat,')}: training ignored the pattern. Pre-tokenize with regex.findall(self.pattern, ...)."
+        )
+    tok = trained(impl, "aaaaaa", 300, ["<|z|>", "<|a|>"])
+    expected = {"<|z|>": 259, "<|a|>": 260}
+    if tok.special_tokens != expected:
+        raise CheckFailure(
+            f"Training on 'aaaaaa' to vocab_size=300 with special tokens ['<|z|>', '<|a|>'] gave special_tokens "
+            f"{tok.special_tokens}, expected {expected}: training stops after 3 merges (ids 256-258), and the special "
+            "tokens take the next ids, in the order given (not sorted, not at the end of vocab_size)."
+        )
