@@ -106,7 +106,8 @@ def assert_follows_device_and_dtype(impl, fn, *args, what: str, dtype: torch.dty
         outputs = _outputs(impl.probe(call_moved, fn, args, kwargs, "meta", dtype, True))
     except LearnerError as exc:
         text = str(exc.original)
-        if isinstance(exc.original, RuntimeError) and ("device" in text or "dtype" in text or "Double" in text):
+        signs = ("device", "dtype", "scalar type", "Double", "Float")
+        if isinstance(exc.original, RuntimeError) and any(sign in text for sign in signs):
             raise CheckFailure(
                 f"{what} fails {where} (the grader moves the module and its inputs there, as .to() would move "
                 f"them to a GPU): {text.splitlines()[0]} ({exc.where or 'in your code'}). {DEVICE_HINT}"

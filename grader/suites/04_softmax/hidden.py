@@ -49,3 +49,20 @@ def vectorized_speed(impl, ref):
             hint="Look for a Python loop over positions or rows, or a mask built element by element: build the "
             "(T, T) weights with whole-tensor operations and average with one matmul.",
         )
+
+
+@check("every function of softmax.py equals the reference's on drawn inputs", points=1)
+@given(B=st.integers(1, 3), T=st.integers(1, 7), C=st.integers(1, 4), dim=st.integers(-3, 2),
+       scale=st.sampled_from([1.0, 10.0, 100.0]), seed=st.integers(0, 1000))
+@settings(max_examples=10)
+def every_function_matches_reference(impl, ref, B, T, C, dim, scale, seed):
+    ours, theirs = impl.module("softmax"), ref.module("softmax")
+    gen = torch.Generator().manual_seed(seed)
+    x, scores = torch.randn(B, T, C, generator=gen) * scale, torch.randn(B, T, T, generator=gen) * scale
+    calls = [("softmax", (x, dim), f"softmax(x of shape {(B, T, C)}, dim={dim})"),
+             ("causal_mask", (T,), f"causal_mask({T})"),
+             ("mask_future", (scores,), f"mask_future(scores of shape {(B, T, T)})"),
+             *((method, (x,), f"{method}(x of shape {(B, T, C)})")
+               for method in ("average_loop", "average_tril", "average_softmax"))]
+    for name, args, what in calls:
+        assert_close(getattr(ours, name)(*args), getattr(theirs, name)(*args), what, 1e-5, 1e-6)

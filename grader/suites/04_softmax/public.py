@@ -8,6 +8,8 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
+    assert_inputs_unchanged,
     cause,
     dependency_map,
     expect_tensor,
@@ -424,3 +426,37 @@ def no_loop_over_positions(impl):
                 "with whole-tensor operations (torch.tril, masked_fill, your softmax along dim=-1) and average with "
                 "one matmul, weights @ x. On a GPU, each call in such a loop is a separate kernel launch."
             )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("softmax, mask_future and the averages leave their input unchanged, even one that requires grad", points=1)
+def inputs_unchanged(impl):
+    module = impl.module("softmax")
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
+    masked = x.clone()
+    masked[0, 1, 2] = NEG_INF
+    assert_inputs_unchanged(impl, module.softmax, masked, what="softmax(x, dim=-1)", names=("x",), dim=-1)
+    scores = torch.randn(2, 5, 5, generator=torch.Generator().manual_seed(1))
+    assert_inputs_unchanged(impl, module.mask_future, scores, what="mask_future(scores)", names=("scores",))
+    for method in METHODS:
+        assert_inputs_unchanged(impl, getattr(module, method), x, what=f"{method}(x)", names=("x",))
+
+
+@check("causal_mask honours device=, and the other functions follow their input's device and dtype (meta, float64)",
+       points=1)
+def follows_device_and_dtype(impl):
+    module = impl.module("softmax")
+    mask = module.causal_mask(4, device="meta")
+    expect_tensor(mask, "causal_mask(4, device='meta')", (4, 4), torch.bool)
+    if mask.device.type != "meta":
+        raise CheckFailure(
+            f"causal_mask(4, device='meta') returned a mask on {mask.device.type}: pass device=device on to the "
+            "tensor you build (torch.ones(T, T, dtype=torch.bool, device=device))."
+        )
+    x, scores = torch.randn(2, 5, 3), torch.randn(2, 5, 5)
+    assert_follows_device_and_dtype(impl, module.softmax, scores, what="softmax(x, dim=-1)", dim=-1)
+    assert_follows_device_and_dtype(impl, module.mask_future, scores, what="mask_future(scores)")
+    for method in METHODS:
+        assert_follows_device_and_dtype(impl, getattr(module, method), x, what=f"{method}(x)")
