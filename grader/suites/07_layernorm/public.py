@@ -15,8 +15,11 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_gradients_reach,
     assert_init_loss,
+    assert_inputs_unchanged,
+    assert_stable,
     dependency_map,
     expect_tensor,
     greedy_continuation,
@@ -582,3 +585,42 @@ def generate_top_k(impl):
                 f"{int(rank[b]) + 1}th most likely there. Set every logit below the top_k-th largest to -inf "
                 "before the softmax (torch.topk gives the k-th largest value)."
             )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+def parts(impl, C: int = 8):
+    """(name, module) for a LayerNorm, an MLP and a Block of width C, in eval mode."""
+    gpt = impl.module("gpt")
+    modules = [("LayerNorm(x)", gpt.LayerNorm(C)), ("MLP(x)", gpt.MLP(C)), ("Block(x)", gpt.Block(C, 2, 8))]
+    for _, module in modules:
+        module.eval()
+    return modules
+
+
+@check("LayerNorm, MLP and Block leave x unchanged, even when x requires grad", points=1)
+def inputs_unchanged(impl):
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    for what, module in parts(impl):
+        assert_inputs_unchanged(impl, module, x, what=what, names=("x",))
+
+
+@check("LayerNorm, MLP, Block and GPT follow the input's device and dtype (meta, float64)", points=1)
+def follows_device_and_dtype(impl):
+    x = torch.randn(2, 5, 8)
+    for what, module in parts(impl):
+        assert_follows_device_and_dtype(impl, module, x, what=what)
+    model = new_gpt(impl, block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8)
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(1))
+    assert_follows_device_and_dtype(impl, model, idx, idx, what="GPT(idx, targets)")
+
+
+@check("Block stays finite and correct on large activations (x times 10 and 100)", points=1)
+def block_stable_on_large_inputs(impl):
+    _, block = parts(impl)[2]
+    assert_stable(
+        impl, block, torch.randn(2, 6, 8), what="Block(x)", rtol=1e-3, atol=1e-4,
+        hint="Normalize with the LayerNorm before attention and the MLP (pre-norm), and use a softmax that "
+        "subtracts each row's max.",
+    )
