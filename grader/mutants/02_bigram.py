@@ -128,4 +128,32 @@ MUTANTS = [
         caught_by="training_matches_counts",
         message="gradients reach the table",
     ),
+    Mutant(
+        name="log_of_probs_in_place",
+        bug="takes the log of probs in place (probs.log_()), overwriting the caller's probabilities",
+        file="bigram.py",
+        find="    return -probs[ids[:-1], ids[1:]].log().mean().item()",
+        replace="    return -probs.log_()[ids[:-1], ids[1:]].mean().item()",
+        caught_by="inputs_unchanged",
+        message="changed its input probs in place",
+    ),
+    Mutant(
+        name="cross_entropy_by_hand",
+        bug="computes the loss as -log(exp(logit) / sum(exp(logits))), which overflows",
+        file="bigram.py",
+        find="        loss = F.cross_entropy(logits.view(B * T, V), targets.view(B * T))",
+        replace="        probs = logits.exp() / logits.exp().sum(dim=-1, keepdim=True)\n"
+        "        loss = -probs.view(B * T, V)[torch.arange(B * T), targets.view(B * T)].log().mean()",
+        caught_by="loss_stable_for_large_logits",
+        message="exp() of large logits overflows",
+    ),
+    Mutant(
+        name="generate_seeds_itself",
+        bug="seeds torch inside generate so that samples are reproducible",
+        file="bigram.py",
+        find="        for _ in range(max_new_tokens):\n            logits, _ = self(idx)",
+        replace="        torch.manual_seed(1337)\n        for _ in range(max_new_tokens):\n            logits, _ = self(idx)",
+        caught_by="generate_draws_anew",
+        message="seeds the random numbers itself",
+    ),
 ]

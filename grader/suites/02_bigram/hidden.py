@@ -33,3 +33,18 @@ def count_model_matches_reference(impl, ref):
     nll, ref_nll = ours.average_nll(ref_probs, ids), theirs.average_nll(ref_probs, ids)
     if not isinstance(nll, float) or abs(nll - ref_nll) > 1e-4:
         raise CheckFailure(f"average_nll on the text is {nll!r}, expected {ref_nll:.6f}.")
+
+
+@check("bigram_counts, bigram_probs and average_nll equal the reference's on drawn inputs", points=1)
+@given(vocab_size=st.integers(1, 12), length=st.integers(2, 60), smoothing=st.sampled_from([0.5, 1.0, 3.0]),
+       seed=st.integers(0, 1000))
+def count_model_matches_reference(impl, ref, vocab_size, length, smoothing, seed):
+    ours, theirs = impl.module("bigram"), ref.module("bigram")
+    ids = torch.randint(0, vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
+    counts = theirs.bigram_counts(ids, vocab_size)
+    assert_close(ours.bigram_counts(ids, vocab_size), counts, f"bigram_counts(ids of length {length}, {vocab_size})")
+    probs = theirs.bigram_probs(counts, smoothing)
+    assert_close(ours.bigram_probs(counts, smoothing), probs, f"bigram_probs(counts, smoothing={smoothing})")
+    got, expected = ours.average_nll(probs, ids), theirs.average_nll(probs, ids)
+    if type(got) is not float or abs(got - expected) > 1e-5 * max(1.0, abs(expected)):
+        raise CheckFailure(f"average_nll(probs, ids) returned {got!r}, the reference {expected!r}.")

@@ -11,7 +11,9 @@ from grader import check
 from grader.checks import (
     CheckFailure,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_init_loss,
+    assert_inputs_unchanged,
     expect_int_list,
     expect_tensor,
     expect_type,
@@ -232,4 +234,62 @@ def training_matches_counts(impl):
             f"After 200 AdamW steps on 5,000 characters the loss is {final:.4f} (it started at {start:.4f}); "
             f"the count model scores {count_nll:.4f} on the same text, and training should come within 0.05 of it. "
             "Check that the loss compares each position's logits with the NEXT token, and that gradients reach the table."
+        )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("bigram_counts, bigram_probs, average_nll and forward leave their inputs unchanged", points=1)
+def inputs_unchanged(impl):
+    bigram = impl.module("bigram")
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 6, (40,), generator=gen)
+    counts = assert_inputs_unchanged(impl, bigram.bigram_counts, ids, 6, what="bigram_counts(ids, 6)", names=("ids",))
+    probs = assert_inputs_unchanged(impl, bigram.bigram_probs, counts, what="bigram_probs(counts)", names=("counts",))
+    assert_inputs_unchanged(impl, bigram.average_nll, probs, ids, what="average_nll(probs, ids)",
+                            names=("probs", "ids"))
+    model = bigram.BigramLanguageModel(6)
+    idx, targets = torch.randint(0, 6, (2, 5), generator=gen), torch.randint(0, 6, (2, 5), generator=gen)
+    assert_inputs_unchanged(impl, model, idx, targets, what="model(idx, targets)", names=("idx", "targets"))
+
+
+@check("forward follows the model's device and dtype (meta, float64)", points=1)
+def follows_device_and_dtype(impl):
+    model = impl.module("bigram").BigramLanguageModel(6)
+    idx = torch.randint(0, 6, (2, 5), generator=torch.Generator().manual_seed(1))
+    assert_follows_device_and_dtype(impl, model, idx, idx, what="model(idx, targets)")
+
+
+@check("the loss stays finite and correct for large logits (weights times 10 and 100)", points=1)
+def loss_stable_for_large_logits(impl):
+    vocab_size = 9
+    model = impl.module("bigram").BigramLanguageModel(vocab_size)
+    gen = torch.Generator().manual_seed(2)
+    table = torch.randn(vocab_size, vocab_size, generator=gen)
+    idx, targets = torch.randint(0, vocab_size, (3, 6), generator=gen), torch.randint(0, vocab_size, (3, 6), generator=gen)
+    for scale in (10, 100):
+        impl.probe(set_parameter, model, TABLE, table * scale)
+        _, loss = model(idx, targets)
+        expected = F.cross_entropy((table * scale)[idx].view(-1, vocab_size), targets.view(-1))
+        expect_tensor(loss, "loss", (), torch.float32)
+        assert_close(
+            loss, expected, f"the loss with logits up to {(table * scale).abs().max().item():.0f}", rtol=1e-4,
+            atol=1e-4, hint="exp() of large logits overflows to inf: use F.cross_entropy, which works with "
+            "log-softmax (it subtracts each row's max first), rather than softmax, then log.",
+        )
+
+
+@check("generate draws new samples on every call (no fixed seed inside)", points=1)
+def generate_draws_anew(impl):
+    model = impl.module("bigram").BigramLanguageModel(8)
+    impl.probe(set_parameter, model, TABLE, torch.zeros(8, 8))  # uniform: 30 draws of 8 tokens
+    first = model.generate(torch.zeros(1, 1, dtype=torch.long), 30)
+    second = model.generate(torch.zeros(1, 1, dtype=torch.long), 30)
+    expect_tensor(first, "generate(idx, 30)", (1, 31), torch.int64)
+    if torch.equal(first, second):
+        raise CheckFailure(
+            "Two calls of generate from the same prompt gave the same 30 tokens: your generate seeds the random "
+            "numbers itself (torch.manual_seed inside generate?). Leave seeding to the caller; torch.multinomial "
+            "draws from PyTorch's global random numbers, which move on after each call."
         )
