@@ -288,5 +288,5 @@ def test_gradescope_results_of_another_autograder_are_read_as_far_as_they_go(tmp
 
 def test_an_nbgrader_course_folder_gets_a_clear_answer(tmp_path):
     (tmp_path / "nbgrader_config.py").write_text("")
-    with pytest.raises(CourseError, match="nbgrader's gradebook keeps one score per notebook cell"):
+    with pytest.raises(CourseError, match="is an nbgrader course folder: autograde keeps"):
         classreport.read_folder(tmp_path)

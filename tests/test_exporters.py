@@ -19,6 +19,7 @@ import pytest
 
 from conftest import ROOT
 from grader.classgrading.outcome import ExpectedCheck, Outcome
+from grader.course import load_course
 from grader.classgrading.exporters import classroom_results, gradescope_results, write_scores_csv
 from grader.results import Record
 
@@ -160,7 +161,6 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     results = json.loads((autograder / "results" / "results.json").read_text())
     validate_gradescope(results)
     from grader.classgrading.outcome import expected_checks
-    from grader.course import load_course
 
     assert results["score"] == 0 and len(results["tests"]) == len(expected_checks(load_course().stage("02_bigram")))
     assert "Not implemented yet" in results["tests"][0]["output"]
@@ -170,7 +170,7 @@ def test_gradescope_zip_grades_a_submission(grader, tmp_path):
     (autograder / "submission" / "02_bigram" / "bigram.py").write_text((ROOT / "solutions" / "02_bigram" / "bigram.py").read_text())
     run = subprocess.run(["bash", str(autograder / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=300)
     results = json.loads((autograder / "results" / "results.json").read_text())
-    assert results["score"] == 24, results.get("output")
+    assert results["score"] == load_course().stage("02_bigram").points, results.get("output")
 
     # A submission that links to the autograder's own copy of the reference: refused, 0 points.
     shutil.rmtree(autograder / "submission")

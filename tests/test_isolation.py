@@ -103,7 +103,7 @@ def test_cli_isolate_flag(grader, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "isolated" in out.stdout.splitlines()[0]
     payload = json.loads((tmp_path / "r.json").read_text())
-    assert payload["score"] == payload["max_score"] == 24
+    assert payload["score"] == payload["max_score"] == COURSE.stage("02_bigram").points
 
 
 def test_handles_behave_like_in_process():

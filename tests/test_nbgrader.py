@@ -336,3 +336,21 @@ def test_no_reference_or_hidden_checks_in_source_or_release(graded):
     assert (course / "source" / STAGE / "bigram.py").read_text() == (ROOT / "exercises" / STAGE / "bigram.py").read_text()
     release_text = (course / "release" / STAGE / "grading.ipynb").read_text()
     assert "BEGIN HIDDEN TESTS" not in release_text and "logits_match_reference" not in release_text
+
+
+def test_autograde_feeds_the_class_report(graded, expected, tmp_path):
+    """nbgrader's gradebook keeps one score per cell; autograde also keeps each learner's
+    check-by-check records, which `python -m grader report` turns into the class report."""
+    course, _ = graded
+    records = course / "grader_records" / STAGE
+    for student in LEARNERS:
+        payload = json.loads((records / "records" / f"{student}.json").read_text())
+        assert payload["score"] == pytest.approx(sum(expected[student].values())), student
+    page = tmp_path / "report.html"
+    out = grader("report", str(records), "--out", str(page))
+    assert f"Class report of {len(LEARNERS)} learners" in out
+    html = page.read_text()
+    assert all(student in html for student in LEARNERS)
+    refused = subprocess.run([sys.executable, "-m", "grader", "report", str(course)], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and str(records) in refused.stderr
+

@@ -38,6 +38,7 @@ from grader.sandbox.remote import RemoteImplementation  # noqa: E402
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 STAGE = "02_bigram"
+POINTS = load_course().stage(STAGE).points
 HONEST = ("vocab_round_trip", "generate_follows_last_token", "logits_match_reference")
 COUNTS = ("counts_match", "count_model_matches_reference")
 NLL = ("average_nll_matches", "count_model_matches_reference")
@@ -337,7 +338,7 @@ def grade_with_cli(folder: Path, results: Path):
 
 def read_records(path: Path) -> dict:
     payload = json.loads(path.read_text())
-    assert payload["max_score"] == 24
+    assert payload["max_score"] == POINTS
     return {r["check_id"]: r for r in payload["records"]}
 
 
@@ -350,7 +351,7 @@ def test_victim_grade_is_unchanged(course, victim):
         impl.close()
     bad = [(r.check_id, r.message) for r in records if r.status != PASSED]
     assert not bad
-    assert sum(r.points_earned for r in records) == 24
+    assert sum(r.points_earned for r in records) == POINTS
 
 
 # --- intake attacks, in a batch ------------------------------------------------------------------
@@ -384,8 +385,8 @@ def test_intake_attacks_in_a_batch(course, stage, victim, tmp_path):
     started = time.monotonic()
     outcomes = {o.learner: o for o in grade_class(course, stage, submissions, tmp_path / "grades", workers=2)}
     assert set(outcomes) == {"honest", "stub", *INTAKE_ATTACKS}
-    assert outcomes["honest"].score == (24, 24), outcomes["honest"].note
-    assert outcomes["stub"].score == (0, 24)
+    assert outcomes["honest"].score == (POINTS, POINTS), outcomes["honest"].note
+    assert outcomes["stub"].score == (0, POINTS)
     for name, says in INTAKE_ATTACKS.items():
         outcome = outcomes[name]
         # Without its trick, an attack's code is the stub, nothing, or the honest code.
@@ -397,7 +398,7 @@ def test_intake_attacks_in_a_batch(course, stage, victim, tmp_path):
     rows = {r["learner"]: r for r in csv.DictReader(open(tmp_path / "grades" / "scores.csv", encoding="utf-8"))}
     assert set(rows) == set(outcomes)
     assert all(rows[name]["note"] for name in rows), "every learner has a reason in scores.csv"
-    assert rows["honest"]["score"] == "24" and rows["honest"]["note"] == "Every check passed."
+    assert rows["honest"]["score"] == f"{POINTS:g}" and rows["honest"]["note"] == "Every check passed."
 
     again = grade_class(course, stage, submissions, tmp_path / "grades", workers=2)
     assert all(o.kept for o in again), [o.learner for o in again if not o.kept]

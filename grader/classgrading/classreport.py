@@ -120,10 +120,13 @@ def read_folder(folder: Path) -> tuple[list[LearnerResult], list[str]]:
         seen.add(result.learner)
         unique.append(result)
     if not unique and _looks_like_nbgrader(folder):
+        from .nbgrader_course import REPORT_RECORDS
+
+        stages = sorted(p.name for p in (folder / REPORT_RECORDS).glob("*") if p.is_dir())
+        where = ", ".join(str(folder / REPORT_RECORDS / s) for s in stages) or f"{folder / REPORT_RECORDS}/<stage>, once autograde has run"
         raise CourseError(
-            f"{folder} looks like an nbgrader course folder. nbgrader's gradebook keeps one score per notebook cell, "
-            "not the grader's check-by-check records, so it cannot feed this report yet. Grade the same "
-            "submissions with `python -m grader grade` for a class report."
+            f"{folder} is an nbgrader course folder: autograde keeps each stage's check-by-check results in "
+            f"{where}. Give that folder."
         )
     return sorted(unique, key=lambda r: r.learner), problems
 

@@ -341,6 +341,23 @@ def grading_notebook(stage: Stage, expected) -> dict:
 _outcomes: dict = {}
 
 
+REPORT_RECORDS = "grader_records"  # <course>/grader_records/<stage>/records/<student>.json
+
+
+def _keep_for_the_class_report(folder: Path, stage: Stage, outcome) -> None:
+    """The learner's records, as `grade` writes them, for `python -m grader report
+    <course>/grader_records/<stage>`: nbgrader's gradebook keeps only one score per cell."""
+    from .exporters import write_learner
+
+    step = folder.parent.parent  # nbgrader's layout: <course>/autograded/<student>/<stage>
+    if step.name != "autograded":
+        return
+    try:
+        write_learner(step.parent / REPORT_RECORDS / stage.id, outcome, stage)
+    except OSError as exc:  # standard output only: a cell that writes to stderr scores 0
+        print(f"(The class report's copy of these results could not be written: {exc.strerror}.)")
+
+
 def notebook_points(stage_id: str, check_ids: list[str], points: float) -> float:
     """Grade the submission in the current folder (once), print this group's checks, return its points.
 
@@ -350,16 +367,23 @@ def notebook_points(stage_id: str, check_ids: list[str], points: float) -> float
     course = load_course()
     stage = course.stage(stage_id)
     folder = Path.cwd()
-    if os.path.isfile(REFUSED_NOTE) and not os.path.islink(REFUSED_NOTE):  # KeepOnlyTheStage refused it
-        print(Path(REFUSED_NOTE).read_text(encoding="utf-8", errors="replace"))
-        return 0
+    refused = os.path.isfile(REFUSED_NOTE) and not os.path.islink(REFUSED_NOTE)  # KeepOnlyTheStage refused it
     key = (stage_id, str(folder))
     if key not in _outcomes:
         from .batch import grade_submission
+        from .outcome import Outcome, error_records, expected_checks
 
-        python = os.environ.get(PYTHON_VARIABLE) or sys.executable
-        _outcomes[key] = grade_submission(course, stage, folder, python=python, learner=folder.name)
+        if refused:
+            note = Path(REFUSED_NOTE).read_text(encoding="utf-8", errors="replace").strip()
+            _outcomes[key] = Outcome(folder.parent.name, error_records(stage, expected_checks(stage), note), note)
+        else:
+            python = os.environ.get(PYTHON_VARIABLE) or sys.executable
+            _outcomes[key] = grade_submission(course, stage, folder, python=python, learner=folder.parent.name)
+        _keep_for_the_class_report(folder, stage, _outcomes[key])
     outcome = _outcomes[key]
+    if refused:
+        print(outcome.note)
+        return 0
     if outcome.note:
         print(outcome.note)
         return 0

@@ -38,7 +38,7 @@ def count_model_matches_reference(impl, ref):
 @check("bigram_counts, bigram_probs and average_nll equal the reference's on drawn inputs", points=1)
 @given(vocab_size=st.integers(1, 12), length=st.integers(2, 60), smoothing=st.sampled_from([0.5, 1.0, 3.0]),
        seed=st.integers(0, 1000))
-def count_model_matches_reference(impl, ref, vocab_size, length, smoothing, seed):
+def count_functions_match_reference_on_drawn_inputs(impl, ref, vocab_size, length, smoothing, seed):
     ours, theirs = impl.module("bigram"), ref.module("bigram")
     ids = torch.randint(0, vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
     counts = theirs.bigram_counts(ids, vocab_size)
