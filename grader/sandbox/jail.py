@@ -285,7 +285,7 @@ class Sandbox:
         if proc is None:
             return
         try:
-            self.cpu_spent += self._tree_cpu(proc.pid)
+            self.cpu_spent += tree_cpu_seconds(proc.pid)
         except Exception:  # noqa: BLE001 - accounting only
             pass
         try:
@@ -325,7 +325,7 @@ class Sandbox:
     def begin_check(self) -> None:
         """Limits per check count from here."""
         self._output_count = 0
-        self._cpu_base = self._tree_cpu(self.proc.pid) if self.alive else 0.0
+        self._cpu_base = tree_cpu_seconds(self.proc.pid) if self.alive else 0.0
 
     def transact(self, payload: bytes, deadline: float, what: str, max_reply: int) -> tuple[bytes, bytes]:
         """Send one request and wait for its answer: (answer, what the child printed meanwhile).
@@ -426,7 +426,7 @@ class Sandbox:
     def _check_cpu(self, what: str) -> None:
         if not self.alive:
             return
-        used = self._tree_cpu(self.proc.pid)
+        used = tree_cpu_seconds(self.proc.pid)
         if used - self._cpu_base > self.limits.check_cpu:
             self.kill()
             raise SandboxFailure(
@@ -572,26 +572,29 @@ class Sandbox:
 
     # -- CPU accounting from outside ------------------------------------------------------------
 
-    @staticmethod
-    def _tree_cpu(pid: int) -> float:
-        """CPU seconds of a process and all its descendants (with the children they reaped)."""
-        total, todo, seen = 0, [pid], set()
-        while todo:
-            p = todo.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            try:
-                with open(f"/proc/{p}/stat", "rb") as f:
-                    stat = f.read()
-                fields = stat[stat.rfind(b")") + 2 :].split()
-                total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-                for tid in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
-                        todo.extend(int(x) for x in f.read().split())
-            except (OSError, ValueError):
-                continue
-        return total / CLK_TCK
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of process `pid` and its descendants: each live process's CPU clock (all its
+    threads, to the nanosecond, as clock_getcpuclockid gives it) plus the CPU time of the
+    children it has reaped (/proc/PID/stat, in clock ticks)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            total += time.clock_gettime((~p << 3) | 2)  # the process's CPU-time clock (CPUCLOCK_SCHED)
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            total += (int(fields[13]) + int(fields[14])) / CLK_TCK  # cutime, cstime: reaped children
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
+                    todo.extend(int(x) for x in f.read().split())
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile: its parent's reaped time will hold it
+    return total
 
 
 def start_sandbox(course, stage, background: bool = False) -> Sandbox:

@@ -26,7 +26,7 @@ from .. import intake
 from ..course import Course, Stage
 from ..handle import Implementation, LearnerCallable, LearnerError, LoadError, NotImplementedByLearner, ObjectHandle
 from . import protocol, wire
-from .jail import Sandbox, SandboxFailure, _size, start_sandbox
+from .jail import Sandbox, SandboxFailure, _size, start_sandbox, tree_cpu_seconds
 
 GRACE = 1.0  # the runner's own alarm stops a slow check; this is the backstop behind it
 MAX_PARTS = 5_000_000  # pieces of plain data in one answer
@@ -184,7 +184,7 @@ class RemoteImplementation:
         time learner code with it (grader.checks.speed.cpu_clock): the child's own clocks,
         which learner code can replace, are never asked."""
         proc = self.sandbox.proc
-        return 0.0 if proc is None else _tree_cpu_seconds(proc.pid)
+        return 0.0 if proc is None else tree_cpu_seconds(proc.pid)
 
     def begin_check(self, check_id: str = "", stage_seconds_left: float | None = None) -> None:
         """Called by the runner before each check: limits per check count from here."""
@@ -609,31 +609,6 @@ class _ChildRandom:
 
 _pending_seed: list = [None]
 register_random(_CHILD_RANDOM := _ChildRandom())  # hypothesis keeps only a weak reference
-
-
-def _tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of process `pid` and its descendants: each live process's CPU clock (all its
-    threads, to the nanosecond, as clock_getcpuclockid gives it) plus the CPU time of the
-    children it has reaped (/proc/PID/stat, in clock ticks)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo, seen = 0.0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            total += time.clock_gettime((~p << 3) | 2)  # the process's CPU-time clock (CPUCLOCK_SCHED)
-            with open(f"/proc/{p}/stat", "rb") as f:
-                stat = f.read()
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            total += (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime: reaped children
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
-                    todo.extend(int(x) for x in f.read().split())
-        except (OSError, ValueError, IndexError):
-            continue  # a process that ended meanwhile: its parent's reaped time will hold it
-    return total
 
 
 def _list(value: Any) -> list:
