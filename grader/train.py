@@ -323,20 +323,3 @@ def _plot(plt, history: list[float], evals: list[dict[str, float]], vocab_size: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.train", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    try:
-        return command(parser.parse_args(argv))
-    except CourseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -308,3 +308,15 @@ def test_scores_csv_names_the_cause_of_an_import_crash(tmp_path):
     (row,) = csv.DictReader(open(tmp_path / "grades" / "scores.csv", encoding="utf-8"))
     assert row["graded"] == "yes"
     assert row["note"].startswith("Importing your code failed: RuntimeError: a bug at the top level")
+
+
+def test_the_fork_server_preloads_the_grader():
+    """multiprocessing skips a preload name that does not import without a word, and every
+    learner would then pay for importing torch and the grader again."""
+    import importlib
+
+    from grader.classgrading.batch import FORK_SERVER_PRELOAD
+
+    for name in FORK_SERVER_PRELOAD:
+        importlib.import_module(name)
+

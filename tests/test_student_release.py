@@ -68,11 +68,12 @@ def test_first_check_sets_up_and_reports_the_stub(course, first_check):
     assert "Creating .venv/" in out and "Installing the course's packages" in out, out + first_check.stderr
     assert "Score:" in out and first_check.returncode == 1, out + first_check.stderr  # set up, then checked
     assert "(hidden)" not in out
-    assert "2 hidden check(s) exist for this stage" in out
+    hidden = len(load_checks(ROOT / "grader" / "suites" / STAGE / "hidden.py", "hidden"))
+    assert f"{hidden} hidden check(s) exist for this stage" in out
     public = load_checks(course / "grader" / "suites" / STAGE / "public.py", "public")
     lines = [line for line in out.splitlines() if line.lstrip().startswith(("✓", "✗"))]
     assert len(lines) == len(public) and all(line.lstrip().startswith("✗") for line in lines), out
-    assert out.count("Not implemented yet") == len(lines)
+    assert "Not implemented yet" in out  # said once for the checks that share the cause
     assert f"Score: 0/{sum(c.points for c in public):g}" in out
 
 

@@ -3,6 +3,7 @@ long the whole run took (sampling included), and whose GPT the plot shows."""
 import re
 
 from grader import train
+from grader.cli import main
 
 
 def test_a_short_run_of_the_reference(tmp_path, capsys, monkeypatch):
@@ -14,7 +15,7 @@ def test_a_short_run_of_the_reference(tmp_path, capsys, monkeypatch):
         real_plot(plt, history, evals, vocab_size, title, path)
 
     monkeypatch.setattr(train, "_plot", plot)
-    assert train.main(["--impl", "solutions", "--steps", "2", "--out", str(tmp_path)]) == 0
+    assert main(["train", "--impl", "solutions", "--steps", "2", "--out", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert titles == [f"The reference GPT on {titles[0].rsplit(' on ', 1)[1]}"]
     assert (tmp_path / "loss.png").stat().st_size > 0 and (tmp_path / "samples.txt").read_text().count("--- sample") == 3

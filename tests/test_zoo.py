@@ -40,9 +40,10 @@ ZOO = Path(__file__).resolve().parent / "zoo"
 STAGE = "02_bigram"
 POINTS = load_course().stage(STAGE).points
 HONEST = ("vocab_round_trip", "generate_follows_last_token", "logits_match_reference")
-COUNTS = ("counts_match", "count_model_matches_reference")
-NLL = ("average_nll_matches", "count_model_matches_reference")
-PROBS = ("probs_are_smoothed_rows", "count_model_matches_reference")
+DRAWN = "count_functions_match_reference_on_drawn_inputs"
+COUNTS = ("counts_match", "count_model_matches_reference", DRAWN)
+NLL = ("average_nll_matches", "count_model_matches_reference", DRAWN)
+PROBS = ("probs_are_smoothed_rows", "count_model_matches_reference", DRAWN)
 LIMIT = ("Took longer than", "CPU time", "processes or threads", "stopped", "limit")
 LINKS_SAY = "is a link. Links are not accepted"
 # The grader's files the attacks write to or delete. They are checked, never restored: other
@@ -97,6 +98,15 @@ ATTACKS = [
     Attack("kill_parent", COUNTS, ("counts[", "stopped by", "exit status", "stopped answering"), sandbox_only=True),
     Attack("grader_probe_patch", ("training_matches_counts",), ("After 200 AdamW steps", "does not require grad"), honest=("counts_match", "vocab_round_trip")),
     Attack("stdout_flood", COUNTS, ("Printed more than",), limits=(("output_limit", 256),)),
+    Attack("subclass_answer", COUNTS, ("counts[",)),
+    Attack("numpy_answer", COUNTS, ("should be a torch.Tensor",)),
+    Attack("patch_grader_in_child", COUNTS, ("counts[",)),
+    Attack("thread_outlives", COUNTS, ("counts[", "processes or threads")),
+    Attack("cuda_lie", COUNTS, ("counts[",)),
+    Attack("huge_answer", COUNTS, ("ran out of memory", "over the limit"), limits=(("memory_limit", 2048),)),
+    Attack("raise_rlimits", COUNTS, ("ran out of memory",), limits=(("memory_limit", 2048),)),
+    Attack("ignore_signals", COUNTS[:1], ("Took longer than", "CPU time"), limits=(("check_time_limit", 15), ("check_cpu_limit", 4))),
+    Attack("raw_fd_flood", COUNTS, ("Printed more than",), limits=(("output_limit", 256),)),
     # A helper module that links to the reference: intake refuses the whole submission.
     Attack("symlink_reference", (*COUNTS, *HONEST), (LINKS_SAY,), honest=()),
 ]
@@ -140,7 +150,7 @@ TRUST_ATTACKS = {
 def test_the_zoo_is_complete():
     folders = sorted(p.name for p in ZOO.iterdir() if p.is_dir())
     assert folders == sorted([a.name for a in ATTACKS] + list(INTAKE_ATTACKS) + list(KERNEL_ATTACKS) + list(TRUST_ATTACKS))
-    assert len(ATTACKS) >= 20
+    assert len(ATTACKS) >= 20 and len(folders) >= 60
     for name in INTAKE_ATTACKS:
         assert (ZOO / name / "make.py").is_file(), name
     for name in KERNEL_ATTACKS:

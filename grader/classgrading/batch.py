@@ -42,6 +42,7 @@ from ..sandbox.jail import die_with_parent
 # limit starts counting.
 STARTUP_MARGIN = 30.0
 OUTPUT_TAIL = 2000  # characters of a child's output kept to explain a failure
+FORK_SERVER_PRELOAD = ["grader.checking", "grader.runner"]  # the check command, torch and the suites' machinery
 OUTPUT_FILE_LIMIT = 64 << 20  # bytes a forked grading process may print: an endless print loop must not fill the disk
 
 
@@ -268,7 +269,9 @@ def _fork_server():
         import multiprocessing
 
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([f"{__package__}.cli", f"{__package__}.runner"])
+        # Imported once in the server, so that each learner costs their checks alone (a name
+        # that does not import is skipped in silence: test_the_fork_server_preloads_the_grader).
+        context.set_forkserver_preload(FORK_SERVER_PRELOAD)
         _fork_context = context
     return _fork_context
 
