@@ -91,6 +91,12 @@ def test_set_up_once(course, first_check):
     assert "Installing" not in again.stdout and "Creating" not in again.stdout
     check = run_in(course, f"python course.py check {STAGE}")
     assert "Installing" not in check.stdout and "Score: 0/" in check.stdout
+    # The learner's set-up has what `train` needs; an instructor's adds nbgrader in one command.
+    assert run_in(course, ".venv/bin/python -c 'import tqdm, matplotlib'").returncode == 0
+    instructor = run_in(course, "python course.py setup --instructor")
+    assert instructor.returncode == 0 and "Installing" in instructor.stdout, instructor.stdout + instructor.stderr
+    assert run_in(course, ".venv/bin/python -c 'import nbgrader'").returncode == 0
+    assert "Installing" not in run_in(course, f"python course.py check {STAGE}").stdout
 
 
 def test_list(course, first_check):
