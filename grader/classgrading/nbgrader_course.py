@@ -45,6 +45,7 @@ What the config takes care of, with the nbgrader 0.9 behaviour it relies on:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -439,7 +440,7 @@ def keep_only_the_stage(stage_id: str, submitted: str, autograded: str) -> str:
             os.unlink(entry.path)
     try:
         taken = intake.take(Path(submitted), stage)
-        intake.copy(intake.take(Path(submitted), stage, folder=taken.folder, only=learner_modules(taken, stage)), target, mode=0o644)
+        intake.copy(dataclasses.replace(taken, files=learner_modules(taken, stage)), target, mode=0o644)
     except intake.Refused as exc:
         (target / REFUSED_NOTE).write_text(f"Not graded: {exc}\n", encoding="utf-8")
         return str(exc)
