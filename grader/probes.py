@@ -28,35 +28,28 @@ def train_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps:
         optimizer.step()
 
 
-def gradient_map(module: torch.nn.Module, x: torch.Tensor, *args) -> torch.Tensor:
-    """deps[i, j]: does output position i send gradient to input position j? (time on dim 1)
-
-    `x` is a float tensor (B, T, C). The causal mask must also stop gradients: a masked
-    position gets exactly zero, not a tiny number.
-    """
-    x = x.clone().requires_grad_(True)
-    out = module(x, *args)
-    out = out[0] if isinstance(out, tuple) else out
-    T = x.shape[1]
-    deps = torch.zeros(T, T, dtype=torch.bool)
-    for i in range(T):
-        (grad,) = torch.autograd.grad(out[:, i].sum(), x, retain_graph=True, allow_unused=True)
-        if grad is not None:
-            deps[i] = grad.abs().sum(dim=(0, 2)) > 0
-    return deps
-
-
-def parameter_gradients(model: torch.nn.Module, *inputs) -> dict[str, float | None]:
-    """The gradient norm of every named parameter after backward of the output's sum (or the loss)."""
-    model.zero_grad(set_to_none=True)
-    out = model(*inputs)
-    if isinstance(out, tuple):  # (logits, loss): use the loss when there is one
+def backward_scalar(out):
+    """What training differentiates: the loss of a (logits, loss) pair when there is one, else the
+    output's sum. The parent reads the same scalar from outputs it is sent (checks/gradients.py)."""
+    if isinstance(out, tuple):
         out = out[1] if len(out) > 1 and out[1] is not None else out[0]
-    out.float().sum().backward()
-    return {
-        name: (None if p.grad is None else p.grad.norm().item())
-        for name, p in model.named_parameters()
-    }
+    return out.float().sum()
+
+
+def call_seeded(fn, seed: int, *args):
+    """fn(*args) after torch.manual_seed(seed): dropout draws the same masks on every such call."""
+    torch.manual_seed(seed)
+    return fn(*args)
+
+
+def parameter_gradients(model: torch.nn.Module, seed: int, *inputs) -> dict:
+    """Every named parameter's value and gradient after backward of backward_scalar(model(*inputs)),
+    run as call_seeded runs it. The parent checks each gradient against how the scalar moves when
+    it moves that parameter."""
+    model.zero_grad(set_to_none=True)
+    backward_scalar(call_seeded(model, seed, *inputs)).backward()
+    return {name: {"value": p.detach().clone(), "grad": None if p.grad is None else p.grad.detach().clone()}
+            for name, p in model.named_parameters()}
 
 
 def tensor_layout(module: torch.nn.Module) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -2,7 +2,7 @@
 from ..registry import CheckFailure, Skip
 from .causality import assert_causal, dependency_map, perturb_token, perturb_vector, render_map
 from .errors import failing_line
-from .gradients import assert_gradients_reach
+from .gradients import assert_gradients_reach, gradients_of
 from .init import assert_init_loss, assert_weight_stats
 from .models import assert_same_language_model, greedy_continuation, model_outputs, share_weights
 from .properties import (
@@ -31,6 +31,7 @@ __all__ = [
     "assert_follows_device_and_dtype",
     "assert_generator_used",
     "assert_gradients_reach",
+    "gradients_of",
     "assert_init_loss",
     "assert_inputs_unchanged",
     "assert_same_language_model",

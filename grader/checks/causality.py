@@ -9,19 +9,24 @@ from ..registry import CheckFailure
 
 
 def dependency_map(
-    run: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, perturb: Callable[[torch.Tensor, int], torch.Tensor]
+    run: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, perturb: Callable[[torch.Tensor, int], torch.Tensor],
+    exact: bool = False,
 ) -> torch.Tensor:
     """deps[i, j] is True when output position i changes after input position j changes.
 
     `inputs` and the outputs of `run` have time on dimension 1; `perturb(inputs, j)` returns
-    a copy of `inputs` that differs at position j only.
+    a copy of `inputs` that differs at position j only. `exact`: any change of a bit counts.
+    Code that masks the future (-inf before the softmax) gives the future exactly zero weight,
+    and x + 0 is x in floating point, so its earlier outputs stay bit for bit the same; code
+    that multiplies the future away after the softmax moves them by rounding errors. Those are
+    what a gradient would show, measured here from outside the learner's code.
     """
     base = run(inputs)
     T = inputs.shape[1]
     deps = torch.zeros(T, T, dtype=torch.bool)
     # NaN in the outputs (an inverted mask leaves a row with nothing to attend to) must not hide
     # the rest: a value that turns into or out of NaN changed, one that stays NaN did not.
-    scale = 1 + base.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()
+    scale = 0.0 if exact else 1 + base.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()
     for j in range(T):
         changed = run(perturb(inputs, j))
         moved = ((changed - base).abs() > 1e-6 * scale) | (changed.isnan() != base.isnan())
@@ -62,10 +67,10 @@ def render_map(deps: torch.Tensor) -> str:
 
 
 def assert_causal(
-    deps: torch.Tensor, what: str, hint: str = "", require_self: bool = False, gradients: bool = False
+    deps: torch.Tensor, what: str, hint: str = "", require_self: bool = False, exact: bool = False
 ) -> None:
-    """No output position depends on a later input. `gradients`: `deps` is a gradient map
-    (probes.gradient_map), and the message speaks of gradients rather than changed outputs."""
+    """No output position depends on a later input. `exact`: `deps` counts changes of a rounding
+    error (dependency_map(..., exact=True)), and the message says so."""
     leaks = [(i, j) for i in range(deps.shape[0]) for j in range(deps.shape[1]) if j > i and deps[i, j]]
     blind = [i for i in range(deps.shape[0]) if require_self and not deps[i, i]]
     if not leaks and not blind:
@@ -74,8 +79,9 @@ def assert_causal(
     if leaks:
         i, j = leaks[0]
         effect = (
-            f"gradient flows from position {i}'s output back to the input at position {j}"
-            if gradients
+            f"position {i}'s output changed, if only by a rounding error, when the input at position {j} changed "
+            "(so a gradient, however small, flows back to the future)"
+            if exact
             else f"position {i}'s output changed when the token at position {j} changed"
         )
         lines.append(

@@ -22,6 +22,7 @@ from grader.checks import (
     assert_close,
     assert_follows_device_and_dtype,
     assert_gradients_reach,
+    gradients_of,
     assert_inputs_unchanged,
     assert_stable,
     cause,
@@ -31,7 +32,7 @@ from grader.checks import (
     perturb_vector,
 )
 from grader.handle import LearnerError
-from grader.probes import gradient_map, parameter_gradients, tensor_layout
+from grader.probes import tensor_layout
 
 # float32 attention against a float64 oracle: outputs are O(1), so a few float32 ulps.
 RTOL, ATOL = 1e-4, 1e-5
@@ -457,7 +458,7 @@ def causal(impl, s):
     assert_causal(deps, f"Head(x) (sizes: {s})", hint=hint, require_self=True)
 
 
-@check("no gradient flows from an output to a later input", points=2)
+@check("not even a rounding error flows from a later input to an output (so no gradient does)", points=2)
 @settings(max_examples=3)
 @given(s=sizes(max_block=9).filter(lambda s: s.T > 1))
 @example(s=Sizes(B=2, T=6, n_embd=8, head_size=4, block_size=8))
@@ -465,16 +466,17 @@ def gradient_causal(impl, s):
     head = s.head(impl).eval()
     x = s.x()
     out = run(impl, head, x, s)
-    deps = impl.probe(gradient_map, head, x)
-    default = ("Your outputs are right, yet a (tiny) gradient flows from later positions: the future is "
-               "multiplied away instead of masked, for example by a softmax followed by multiplying with the mask "
-               "and renormalizing. Mathematically it cancels; numerically it does not. Mask the scores with -inf "
-               "before the softmax, so that the future's weights and gradients are exactly zero.")
+    deps = dependency_map(lambda inp: run(impl, head, inp, s), x, perturb_vector, exact=True)
+    default = ("Your outputs are right, yet later positions still move earlier outputs by rounding errors, so a "
+               "(tiny) gradient flows to the future: it is multiplied away instead of masked, for example by a "
+               "softmax followed by multiplying with the mask and renormalizing. Mathematically it cancels; "
+               "numerically it does not. Mask the scores with -inf before the softmax, so that the future's "
+               "weights and gradients are exactly zero.")
     w = weights(head, s)
     if not torch.allclose(out.double(), oracle(x, w).double(), rtol=RTOL, atol=ATOL):
         default = CAUSAL_HINT
     hint = likely_bug(out, x, w, s, default)
-    assert_causal(deps, f"The gradient of Head(x) (sizes: {s})", hint=hint, require_self=True, gradients=True)
+    assert_causal(deps, f"Head(x) (sizes: {s})", hint=hint, require_self=True, exact=True)
 
 
 @check("gradients reach the key, query and value weights", points=1)
@@ -482,7 +484,7 @@ def gradients_reach(impl):
     s = Sizes(B=2, T=5, n_embd=8, head_size=4, block_size=8)
     head = s.head(impl)
     try:
-        grads = impl.probe(parameter_gradients, head, s.x())
+        grads = gradients_of(impl, head, s.x(), what="Head")
     except LearnerError as exc:
         raise CheckFailure(f"{exc.describe()}\nSizes: {s}.\n{explain_error(impl, head, exc, s)}".rstrip()) from None
     wanted = [f"{p}.weight" for p in PROJECTIONS]

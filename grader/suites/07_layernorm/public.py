@@ -17,6 +17,7 @@ from grader.checks import (
     assert_close,
     assert_follows_device_and_dtype,
     assert_gradients_reach,
+    gradients_of,
     assert_init_loss,
     assert_inputs_unchanged,
     assert_stable,
@@ -28,7 +29,7 @@ from grader.checks import (
     perturb_token,
 )
 from grader.handle import LearnerError
-from grader.probes import parameter_gradients, set_parameter
+from grader.probes import set_parameter
 from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
 
 # float32 results computed in a different order than the oracle's: a few ulps of O(1) values.
@@ -182,7 +183,7 @@ def layernorm_far_from_zero(impl):
 def layernorm_parameters(impl):
     gpt = impl.module("gpt")
     ln = gpt.LayerNorm(5)
-    grads = impl.probe(parameter_gradients, ln, torch.randn(2, 3, 5) * torch.arange(1.0, 6.0))
+    grads = gradients_of(impl, ln, torch.randn(2, 3, 5) * torch.arange(1.0, 6.0), what="LayerNorm(5)")
     for name in ("weight", "bias"):
         if name not in grads:
             raise CheckFailure(
@@ -313,7 +314,7 @@ def block_pre_norm_residual(impl, sizes, seed):
 def gpt_state_dict_names(impl):
     V, bs, L, C = 13, 9, 2, 12
     model = new_gpt(impl, block_size=bs, vocab_size=V, n_layer=L, n_head=3, n_embd=C)
-    grads = impl.probe(parameter_gradients, model, torch.randint(0, V, (1, 4)), torch.randint(0, V, (1, 4)))
+    grads = gradients_of(impl, model, torch.randint(0, V, (1, 4)), torch.randint(0, V, (1, 4)), what="the GPT")
     expected = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (bs, C), "lm_head.weight": (V, C),
                 "transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)}
     for i in range(L):
@@ -465,7 +466,7 @@ def gpt_is_causal(impl):
 def gpt_gradients_reach(impl):
     V = 11
     model = new_gpt(impl, block_size=6, vocab_size=V, n_layer=2, n_head=2, n_embd=8, train=True)
-    grads = impl.probe(parameter_gradients, model, torch.randint(0, V, (3, 6)), torch.randint(0, V, (3, 6)))
+    grads = gradients_of(impl, model, torch.randint(0, V, (3, 6)), torch.randint(0, V, (3, 6)), what="the GPT")
     assert_gradients_reach(grads, "the GPT (backward of the loss)")
 
 
