@@ -234,6 +234,82 @@ MUTANTS = [
         caught_by="ddp_env_reads_environment",
         message="defaults 0, 0, 1",
     ),
+    Mutant(
+        name="resid_dropout_missing",
+        bug="c_proj's output is returned without resid_dropout (only the kernel's dropout_p)",
+        file="train.py",
+        find="        return self.resid_dropout(self.c_proj(y))",
+        replace="        return self.c_proj(y)",
+        caught_by="attention_dropout_and_errors",
+        message="c_proj's output is not dropped out",
+    ),
+    Mutant(
+        name="functional_dropout_in_eval",
+        bug="c_proj's output goes through F.dropout(..., self.dropout), which drops in eval mode too",
+        file="train.py",
+        find="        return self.resid_dropout(self.c_proj(y))",
+        replace="        return F.dropout(self.c_proj(y), self.dropout)",
+        caught_by="attention_dropout_and_errors",
+        message="dropout is applied in eval mode too",
+    ),
+    Mutant(
+        name="heads_assert_instead_of_valueerror",
+        bug="nanoGPT's assert n_embd % n_head == 0 instead of the documented ValueError",
+        file="train.py",
+        find='        if n_embd % n_head != 0:\n            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}.")\n',
+        replace="        assert n_embd % n_head == 0\n",
+        caught_by="attention_dropout_and_errors",
+        message="should raise ValueError, but it raised AssertionError",
+    ),
+    Mutant(
+        name="vocab_multiple_ignored",
+        bug="FastGPT2 pads to 64 whatever vocab_multiple it is given",
+        file="train.py",
+        find="vocab_size=padded_vocab_size(config.vocab_size, vocab_multiple)",
+        replace="vocab_size=padded_vocab_size(config.vocab_size)",
+        caught_by="fast_gpt2_vocab_multiple",
+        message="ignores vocab_multiple",
+    ),
+    Mutant(
+        name="config_padded_in_place",
+        bug="FastGPT2 pads the caller's config in place (config.vocab_size = ...) instead of a copy",
+        file="train.py",
+        find="        super().__init__(replace(config, vocab_size=padded_vocab_size(config.vocab_size, vocab_multiple)))\n"
+             "        self.vocab_size = config.vocab_size\n",
+        replace="        real_vocab_size = config.vocab_size\n"
+                "        config.vocab_size = padded_vocab_size(config.vocab_size, vocab_multiple)\n"
+                "        super().__init__(config)\n"
+                "        self.vocab_size = real_vocab_size\n",
+        caught_by="fast_gpt2_config_unchanged",
+        message="changed the config it was given",
+    ),
+    Mutant(
+        name="optimizer_weight_decay_literal",
+        bug="make_optimizer calls configure_optimizers with nanoGPT's 0.1, not its weight_decay argument",
+        file="train.py",
+        find="return model.configure_optimizers(weight_decay, learning_rate,",
+        replace="return model.configure_optimizers(0.1, learning_rate,",
+        caught_by="make_optimizer_hyperparameters",
+        message="does not pass its weight_decay argument on",
+    ),
+    Mutant(
+        name="lr_linear_decay",
+        bug="the learning rate decays linearly from max_lr to min_lr instead of by a cosine",
+        file="train.py",
+        find="coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))",
+        replace="coeff = 1.0 - ratio",
+        caught_by="lr_every_step",
+        message="Your decay is linear",
+    ),
+    Mutant(
+        name="autocast_dtype_fixed",
+        bug="train_step autocasts to torch.bfloat16 whatever amp_dtype says",
+        file="train.py",
+        find="dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):",
+        replace="dtype=torch.bfloat16, enabled=amp_dtype is not None):",
+        caught_by="train_step_options",
+        message="ignores amp_dtype",
+    ),
 ]
 
 

@@ -19,8 +19,13 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
+    assert_inputs_unchanged,
+    assert_stable,
     assert_weight_stats,
+    cause,
     dependency_map,
+    expect_raises,
     expect_tensor,
     likely_bug,
     measure_ratio,
@@ -235,6 +240,63 @@ def sdpa_called_with_is_causal(impl):
             )
 
 
+@check("CausalSelfAttention's dropout: c_proj's output dropped in training, nothing in eval; n_head must divide "
+       "n_embd (ValueError)", points=1)
+def attention_dropout_and_errors(impl):
+    x = torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(3))
+    attn = new_attention(impl, 16, 2, 8, dropout=0.5)
+    got = attn(x)
+    expected = masked_attention(x, attn.state_dict(), 2)
+    expect_tensor(got, "CausalSelfAttention(x)", (4, 8, 16), torch.float32)
+    dropped = (got == 0).float().mean().item()
+    hint = ("In eval mode nothing may be dropped." if dropped < 0.2 else cause(
+        f"{dropped:.0%} of the output is exactly 0 in eval mode: dropout is applied in eval mode too. "
+        "F.dropout(y, p) drops whatever the mode (its training argument defaults to True); use "
+        "self.resid_dropout = nn.Dropout(dropout), which model.eval() turns off."))
+    assert_close(got, expected, "CausalSelfAttention(x) in eval mode with dropout=0.5", rtol=RTOL, atol=ATOL,
+                 hint=hint)
+    attn.train()
+    torch.manual_seed(0)
+    dropped = (attn(x) == 0).float().mean().item()
+    if not 0.3 <= dropped <= 0.7:
+        raise CheckFailure(
+            f"In training mode with dropout=0.5, {dropped:.0%} of CausalSelfAttention's output is exactly 0; "
+            "about 50% expected.\n"
+            + cause("c_proj's output is not dropped out: return self.resid_dropout(self.c_proj(y)), as in stage 06 "
+                    "(the kernel's dropout_p drops attention weights, not outputs).")
+        )
+    expect_raises(lambda: impl.module("train").CausalSelfAttention(10, 3, 8), ValueError,
+                  "CausalSelfAttention(10, 3, 8) (n_head=3 does not divide n_embd=10)",
+                  hint="As in stage 06, raise ValueError (not assert, which python -O skips) when "
+                       "n_embd % n_head != 0.")
+
+
+@check("CausalSelfAttention and FastGPT2 leave their inputs unchanged, even when x requires grad", points=1)
+def inputs_unchanged(impl):
+    gen = torch.Generator().manual_seed(4)
+    assert_inputs_unchanged(impl, new_attention(impl, 12, 3, 8), torch.randn(2, 6, 12, generator=gen),
+                            what="CausalSelfAttention(x)", names=("x",))
+    model = fast_gpt2(impl, block_size=8, vocab_size=20, n_layer=1, n_head=2, n_embd=8)
+    idx, targets = torch.randint(0, 20, (2, 6), generator=gen), torch.randint(0, 20, (2, 6), generator=gen)
+    assert_inputs_unchanged(impl, model, idx, targets, what="FastGPT2(idx, targets)", names=("idx", "targets"))
+
+
+@check("CausalSelfAttention and FastGPT2 follow the input's device and dtype (meta, float64)", points=1)
+def follows_device_and_dtype(impl):
+    assert_follows_device_and_dtype(impl, new_attention(impl, 12, 3, 8), torch.randn(2, 6, 12),
+                                    what="CausalSelfAttention(x)")
+    model = fast_gpt2(impl, block_size=8, vocab_size=20, n_layer=1, n_head=2, n_embd=8)
+    idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(5))
+    assert_follows_device_and_dtype(impl, model, idx, idx, what="FastGPT2(idx, targets)")
+
+
+@check("CausalSelfAttention stays finite and correct on large activations (x times 10 and 100)", points=1)
+def attention_stable_on_large_inputs(impl):
+    assert_stable(impl, new_attention(impl, 12, 3, 8), torch.randn(2, 6, 12, generator=torch.Generator().manual_seed(6)),
+                  what="CausalSelfAttention(x)", rtol=1e-3, atol=1e-4,
+                  hint="Let F.scaled_dot_product_attention compute the softmax: it subtracts each row's max first.")
+
+
 # --- the padded vocabulary -----------------------------------------------------------------------
 
 
@@ -368,6 +430,57 @@ def fast_gpt2_compiles(impl):
     assert_close(result["loss"], result["eager_loss"], "the compiled model's loss", rtol=1e-5, atol=1e-6)
 
 
+@check("FastGPT2(config, vocab_multiple=m) pads the tables to a multiple of m", points=1)
+def fast_gpt2_vocab_multiple(impl):
+    V, C = 65, 8
+    for multiple in (128, 8, 13):
+        padded = -(-V // multiple) * multiple
+        config = gpt2_config(impl, block_size=8, vocab_size=V, n_layer=1, n_head=2, n_embd=C)
+        model = impl.module("train").FastGPT2(config, vocab_multiple=multiple)
+        model.eval()
+        shape = tuple(model.state_dict()["transformer.wte.weight"].shape)
+        if shape != (padded, C):
+            hint = ""
+            if shape == (-(-V // 64) * 64, C):
+                hint = "\n" + cause("FastGPT2 ignores vocab_multiple and pads to 64: pass it on, "
+                                    "padded_vocab_size(config.vocab_size, vocab_multiple).")
+            raise CheckFailure(f"FastGPT2(config with vocab_size={V}, vocab_multiple={multiple}) has a wte of shape "
+                               f"{shape}, expected ({padded}, {C}): the vocabulary rounded up to a multiple of "
+                               f"{multiple}.{hint}")
+        if model.vocab_size != V or model.config.vocab_size != padded:
+            raise CheckFailure(f"With vocab_multiple={multiple}, FastGPT2.vocab_size is {model.vocab_size!r} and "
+                               f"FastGPT2.config.vocab_size {model.config.vocab_size!r}; expected the real size {V} "
+                               f"and the padded size {padded}.")
+        logits, _ = model(torch.zeros(1, 3, dtype=torch.long))
+        expect_tensor(logits, f"FastGPT2's logits with vocab_multiple={multiple}", (1, 3, V), torch.float32,
+                      hint="Slice off the padded columns: logits[..., :vocab_size].")
+
+
+CONFIG_FIELDS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
+
+
+@check("FastGPT2 leaves the config it is given unchanged: two models from one config are alike", points=1)
+def fast_gpt2_config_unchanged(impl):
+    sizes = dict(block_size=8, vocab_size=65, n_layer=1, n_head=2, n_embd=8)
+    config = gpt2_config(impl, **sizes)
+    before = {name: getattr(config, name) for name in CONFIG_FIELDS}
+    impl.module("train").FastGPT2(config)
+    after = {name: getattr(config, name) for name in CONFIG_FIELDS}
+    changed = {name: (before[name], after[name]) for name in CONFIG_FIELDS if before[name] != after[name]}
+    if changed:
+        shown = ", ".join(f"{name} from {old!r} to {new!r}" for name, (old, new) in changed.items())
+        raise CheckFailure(
+            f"FastGPT2(config) changed the config it was given: {shown}. The caller keeps using its config (the "
+            "training script reads config.vocab_size, a second model is built from it).\n"
+            + cause("FastGPT2 changed the config it was given: build the padded model from a copy, "
+                    "dataclasses.replace(config, vocab_size=padded_vocab_size(...)).")
+        )
+    second = impl.module("train").FastGPT2(config)
+    if second.vocab_size != 65 or second.config.vocab_size != 128:
+        raise CheckFailure(f"A second FastGPT2 built from the same config has vocab_size {second.vocab_size!r} and "
+                           f"config.vocab_size {second.config.vocab_size!r}; expected 65 and 128, as the first.")
+
+
 @check("make_optimizer asks for fused AdamW on CUDA, with betas (0.9, 0.95)", points=1)
 def make_optimizer_fused(impl):
     train = impl.module("train")
@@ -390,6 +503,30 @@ def make_optimizer_fused(impl):
         if decays != [0.0, 0.1]:
             raise CheckFailure(f"make_optimizer's groups have weight decays {decays}; expected stage 08's two groups, "
                                "[0.0, 0.1].")
+
+
+@check("make_optimizer passes weight_decay and learning_rate on, with eps 1e-8", points=1)
+def make_optimizer_hyperparameters(impl):
+    make_optimizer = impl.module("train").make_optimizer
+    model = fast_gpt2(impl, block_size=4, vocab_size=10, n_layer=1, n_head=1, n_embd=4)
+    for weight_decay, learning_rate in ((0.05, 1e-3), (0.0, 2.5e-4)):
+        call = f"make_optimizer(model, {weight_decay}, {learning_rate}, 'cpu')"
+        optimizer = make_optimizer(model, weight_decay, learning_rate, "cpu")
+        groups = optimizer.param_groups
+        decays = sorted(g["weight_decay"] for g in groups)
+        if decays != sorted([0.0, weight_decay]):
+            raise CheckFailure(
+                f"{call} made groups with weight decays {decays}; expected [0.0, {weight_decay}].\n"
+                + cause("make_optimizer does not pass its weight_decay argument on: call "
+                        "model.configure_optimizers(weight_decay, learning_rate, ...) with the arguments, not numbers.")
+            )
+        lrs = [g["lr"] for g in groups]
+        if not all(math.isclose(lr, learning_rate) for lr in lrs):
+            raise CheckFailure(f"{call} made groups with learning rates {lrs}; expected {learning_rate} in each: pass "
+                               "learning_rate on to configure_optimizers.")
+        eps = optimizer.defaults.get("eps")
+        if not isinstance(eps, float) or not math.isclose(eps, 1e-8):
+            raise CheckFailure(f"{call} made an AdamW with eps={eps!r}; expected 1e-8 (AdamW's default).")
 
 
 # --- the learning-rate schedule ------------------------------------------------------------------
@@ -451,6 +588,44 @@ def lr_cosine(impl, warmup, decay):
             raise CheckFailure(f"get_lr rises or drops below min_lr during the decay: step {step} gives {got!r} after "
                                f"{previous!r} (min_lr {min_lr}).")
         previous = got
+
+
+def handout_lr(step, warmup_steps, max_steps, max_lr, min_lr, decay="cosine"):
+    """The handout's schedule, written here from its formula; decay="linear" is the usual slip."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step > max_steps:
+        return min_lr
+    r = (step - warmup_steps) / (max_steps - warmup_steps)
+    coeff = 0.5 * (1 + math.cos(math.pi * r)) if decay == "cosine" else 1 - r
+    return min_lr + coeff * (max_lr - min_lr)
+
+
+@check("get_lr follows the handout's formula at every step, for any max_lr and min_lr", points=1)
+@settings(max_examples=8)
+@given(warmup=st.integers(0, 20), decay=st.integers(1, 60), max_lr=st.floats(1e-5, 1.0),
+       floor=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+@example(warmup=4, decay=12, max_lr=3e-3, floor=0.1)
+def lr_every_step(impl, warmup, decay, max_lr, floor):
+    get_lr = impl.module("train").get_lr
+    max_steps, min_lr = warmup + decay, max_lr * floor
+
+    def close(got, expected):
+        return isinstance(got, float | int) and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12 * max_lr)
+
+    for step in range(max_steps + 3):
+        got = get_lr(step, warmup, max_steps, max_lr, min_lr)
+        expected = handout_lr(step, warmup, max_steps, max_lr, min_lr)
+        if close(got, expected):
+            continue
+        hint = ("lr = max_lr * (step + 1) / warmup_steps while step < warmup_steps, then min_lr + 0.5 * (1 + "
+                "cos(pi * r)) * (max_lr - min_lr) with r = (step - warmup_steps) / (max_steps - warmup_steps), then "
+                "min_lr after max_steps.")
+        if step <= max_steps and close(got, handout_lr(step, warmup, max_steps, max_lr, min_lr, decay="linear")):
+            hint = cause("Your decay is linear, max_lr - r * (max_lr - min_lr): it meets the cosine at the start, "
+                         "the middle and the end only. Use coeff = 0.5 * (1 + math.cos(math.pi * r)).")
+        raise CheckFailure(f"get_lr({step}, warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr:.6g}, "
+                           f"min_lr={min_lr:.6g}) returned {got!r}, expected {expected:.9g}.\n{hint}")
 
 
 # --- the training step ---------------------------------------------------------------------------
@@ -584,6 +759,33 @@ def lr_set_before_step(impl):
             "(one list per step). Set group['lr'] = lr for every group in optimizer.param_groups BEFORE "
             "optimizer.step(); set after it, each step would use the previous step's rate."
         )
+
+
+@check("train_step autocasts to the amp_dtype given (float16 too); by default to bfloat16, clipping at 1.0",
+       points=1)
+def train_step_options(impl):
+    batches = random_batches(1, 1, 2, 11, 1)  # one token pair whose gradient norm is about 1.8
+    half = train_steps(impl, TinyLM(seed=1), [batches], max_norm=1e9, amp_dtype=torch.float16)
+    dtypes = sorted({str(c["autocast_dtype"]) for c in half["calls"]})
+    if dtypes != ["torch.float16"]:
+        raise CheckFailure(
+            f"train_step(..., amp_dtype=torch.float16) ran the forward under autocast dtype {dtypes} "
+            "(None: no autocast); expected torch.float16.\n"
+            + cause("Your autocast ignores amp_dtype: torch.autocast(device_type, dtype=amp_dtype), not a "
+                    "fixed torch.bfloat16.")
+        )
+    _, raw = big_batch_gradients(batches, seed=1)
+    default = train_steps(impl, TinyLM(seed=1), [batches])
+    dtypes = sorted({str(c["autocast_dtype"]) for c in default["calls"]})
+    if dtypes != ["torch.bfloat16"]:
+        raise CheckFailure(f"train_step(model, optimizer, batches), with amp_dtype left at its default, ran the "
+                           f"forward under autocast dtype {dtypes} (None: no autocast); expected torch.bfloat16, the "
+                           "default of amp_dtype.")
+    seen = total_norm(default["steps"][0]["grads"])
+    if not math.isclose(seen, 1.0, rel_tol=1e-2):
+        raise CheckFailure(f"train_step(model, optimizer, batches), with max_norm left at its default, gave the "
+                           f"optimizer gradients of norm {seen:.4g} (before clipping about {total_norm(raw):.3g}); "
+                           "expected 1.0: max_norm defaults to 1.0.")
 
 
 @check("ddp_env reads RANK, LOCAL_RANK and WORLD_SIZE, and defaults to one process", points=1)
