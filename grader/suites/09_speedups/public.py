@@ -191,7 +191,8 @@ def sdpa_is_causal(impl):
     x = torch.randn(2, 8, 12)
     deps = dependency_map(lambda inp: attn(inp), x, perturb_vector)
     assert_causal(deps, "CausalSelfAttention", require_self=True,
-                  hint="F.scaled_dot_product_attention masks the future only with is_causal=True.")
+                  hint=cause("is_causal=True is missing: F.scaled_dot_product_attention masks the future only "
+                             "with is_causal=True."))
 
 
 @check("CausalSelfAttention calls scaled_dot_product_attention once, is_causal=True, no (T, T) softmax", points=2)
@@ -311,7 +312,8 @@ def padded_vocab_size_values(impl):
             call = f"padded_vocab_size({', '.join(map(str, args))})"
             hint = ""
             if type(got) is int and got == expected + (args[1] if len(args) > 1 else 64):
-                hint = " A size that is already a multiple must stay as it is: round up, do not always add."
+                hint = "\n" + cause("a size that is already a multiple must stay as it is: round up, do not "
+                                     "always add.")
             raise CheckFailure(f"{call} returned {got!r}, expected {expected}: the smallest multiple that is at "
                                f"least the vocabulary size.{hint}")
 
@@ -353,8 +355,9 @@ def fast_gpt2_keeps_init(impl):
         weight = torch.cat([state[name.replace(".0.", f".{i}.")].flatten() for i in range(L)])
         assert_weight_stats(
             weight, f"the {name.split('.', 3)[-1]} weights of all blocks", 0.0, expected, 2e-3, 0.1,
-            hint="A freshly made CausalSelfAttention has PyTorch's default init, not GPT-2's: copy the old "
-                 "attention's weights into the new one (new.load_state_dict(block.attn.state_dict(), strict=False)).",
+            hint="\n" + cause("a freshly made CausalSelfAttention has PyTorch's default init, not GPT-2's: copy the "
+                             "old attention's weights into the new one (new.load_state_dict(block.attn.state_dict(), "
+                             "strict=False))."),
         )
 
 
@@ -372,6 +375,12 @@ def fast_gpt2_loss_unchanged(impl, V, batch, T, seed):
     if type(out) is not tuple or len(out) != 2:
         raise CheckFailure(f"FastGPT2(idx, targets) should return (logits, loss), got a {type(out).__name__}.")
     logits, loss = out
+    if isinstance(logits, torch.Tensor) and V != padded and tuple(logits.shape) == (batch, T, padded):
+        raise CheckFailure(
+            f"FastGPT2's logits have shape {tuple(logits.shape)}, expected {(batch, T, V)}.\n"
+            + cause(f"forward returns the logits of the padded vocabulary ({padded} columns): return the logits of "
+                    "the real tokens only, logits[..., :vocab_size].")
+        )
     expect_tensor(logits, "FastGPT2's logits", (batch, T, V), torch.float32,
                   hint=f"Return the logits of the {V} real tokens only: slice off the padded columns, "
                        f"logits[..., :vocab_size] (the model computes {padded}).")
@@ -388,10 +397,10 @@ def fast_gpt2_loss_unchanged(impl, V, batch, T, seed):
                  hint="Same weights, same tokens: the padded model must give the real tokens the same logits.")
     hint = "The loss must be the cross-entropy of the returned (real-vocabulary) logits."
     if not torch.isclose(loss, plain_loss, rtol=1e-4, atol=1e-5):
-        hint = (f"Your logits of the real tokens are right, but your loss ({loss.item():.5f}) differs from the "
-                f"unpadded model's ({plain_loss.item():.5f}): it includes the padded logits. They are not -inf, so "
-                "the softmax gives the padded ids some probability and every real token less. Slice the logits to "
-                "[..., :vocab_size] before the loss.")
+        hint = cause(f"your logits of the real tokens are right, but your loss ({loss.item():.5f}) differs from "
+                     f"the unpadded model's ({plain_loss.item():.5f}): it includes the padded logits. They are not "
+                     "-inf, so the softmax gives the padded ids some probability and every real token less. Slice "
+                     "the logits to [..., :vocab_size] before the loss.")
     assert_close(loss, plain_loss, "FastGPT2's loss", rtol=1e-4, atol=1e-5, hint=hint)
     assert_close(loss, F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)), "FastGPT2's loss",
                  rtol=1e-4, atol=1e-5, hint="The loss is the mean cross-entropy of the returned logits over all B*T positions.")
@@ -411,7 +420,9 @@ def fast_gpt2_never_samples_padding(impl):
     if out.max() >= V:
         raise CheckFailure(
             f"FastGPT2.generate produced token id {int(out.max())}, but the vocabulary has only {V} real tokens "
-            f"(ids {V}.. are padding). Forward must return the logits of the real tokens only."
+            f"(ids {V}.. are padding).\n"
+            + cause("forward returns the padded columns' logits too: it must return the logits of the real tokens "
+                    "only, logits[..., :vocab_size].")
         )
 
 
@@ -492,9 +503,12 @@ def make_optimizer_fused(impl):
             raise CheckFailure(f"make_optimizer(model, 0.1, 3e-4, {device_type!r}) failed: {exc.describe()}") from None
         defaults = optimizer.defaults
         if bool(defaults.get("fused")) != fused:
+            why = ("make_optimizer does not pass device_type on to configure_optimizers, which asks for the fused "
+                   "kernel on CUDA." if fused else "fused AdamW is asked for on a CPU: ask for it only when "
+                   "device_type == 'cuda'.")
             raise CheckFailure(
                 f"make_optimizer(..., device_type={device_type!r}) made an AdamW with fused={defaults.get('fused')!r}; "
-                f"expected {'True: pass device_type on to configure_optimizers, which asks for the fused kernel on CUDA' if fused else 'fused only on CUDA'}."
+                f"expected {fused}.\n" + cause(why)
             )
         if tuple(defaults.get("betas", ())) != (0.9, 0.95) or not math.isclose(defaults.get("lr", 0), 3e-4):
             raise CheckFailure(f"make_optimizer made an AdamW with lr={defaults.get('lr')} and betas="
@@ -545,10 +559,10 @@ def lr_warmup(impl, warmup, extra):
         if not isinstance(got, float | int) or not math.isclose(got, expected, rel_tol=1e-9):
             hint = "During warmup, lr = max_lr * (step + 1) / warmup_steps."
             if isinstance(got, float | int) and math.isclose(got, max_lr * step / warmup, rel_tol=1e-9, abs_tol=1e-15):
-                hint = ("Your warmup is off by one: it uses step / warmup_steps, so step 0 gets lr 0 and is wasted, "
-                        "and max_lr is reached one step late. Use (step + 1) / warmup_steps.")
+                hint = cause("your warmup is off by one: it uses step / warmup_steps, so step 0 gets lr 0 and is "
+                             "wasted, and max_lr is reached one step late. Use (step + 1) / warmup_steps.")
             raise CheckFailure(f"get_lr({step}, warmup_steps={warmup}, max_steps={warmup + extra}, max_lr={max_lr}, "
-                               f"min_lr={min_lr}) returned {got!r}, expected {expected:.6g}. {hint}")
+                               f"min_lr={min_lr}) returned {got!r}, expected {expected:.6g}.\n{hint}")
 
 
 @check("get_lr decays by a cosine from max_lr to min_lr at max_steps, then stays at min_lr", points=2)
@@ -575,12 +589,12 @@ def lr_cosine(impl, warmup, decay):
                     "(max_steps - warmup_steps) going from 0 to 1; after max_steps, min_lr.")
             if isinstance(got, float | int) and step <= max_steps:
                 if math.isclose(got, cosine(step, decay, 0.0), rel_tol=1e-6, abs_tol=1e-12):
-                    hint = ("Your cosine decays to 0, not to min_lr: lr = min_lr + coeff * (max_lr - min_lr). " + hint)
+                    hint = cause("your cosine decays to 0, not to min_lr: lr = min_lr + coeff * (max_lr - min_lr).")
                 elif warmup and math.isclose(got, cosine(step, max_steps, min_lr), rel_tol=1e-6, abs_tol=1e-12):
-                    hint = ("Your decay ratio divides by max_steps instead of (max_steps - warmup_steps), so the "
-                            "cosine has not finished at max_steps. " + hint)
+                    hint = cause("your decay ratio divides by max_steps instead of (max_steps - warmup_steps), so the "
+                                 "cosine has not finished at max_steps.")
             raise CheckFailure(f"get_lr({step}, warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr}, "
-                               f"min_lr={min_lr}) {where} returned {got!r}, expected {expected:.6g}. {hint}")
+                               f"min_lr={min_lr}) {where} returned {got!r}, expected {expected:.6g}.\n{hint}")
     previous = max_lr
     for step in range(warmup, max_steps + 2):
         got = get_lr(step, warmup, max_steps, max_lr, min_lr)
