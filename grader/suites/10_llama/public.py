@@ -20,8 +20,13 @@ from grader.checks import (
     CheckFailure,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
+    assert_inputs_unchanged,
     assert_speed_ratio,
+    assert_stable,
+    cause,
     dependency_map,
+    expect_raises,
     expect_tensor,
     greedy_continuation,
     likely_bug,
@@ -31,7 +36,7 @@ from grader.checks import (
 )
 from grader.handle import LearnerError
 from grader.checks.speed import measure_calls, needs_cuda, speed_verdict
-from grader.probes import build_on_device, set_parameter, tensor_layout
+from grader.probes import build_on_device, call_moved, set_parameter, tensor_layout
 
 # float32 results computed in a different order than the oracle's: a few ulps of O(1) values.
 RTOL, ATOL = 1e-4, 1e-5
@@ -235,7 +240,7 @@ def rope_tables_match(impl, head_dim, L, theta):
                       "i + head_dim // 2.")
     assert_close(cos, want_cos, f"cos of precompute_rope({head_dim}, {L}, {theta})", rtol=1e-4, atol=1e-4, hint=hint)
     assert_close(sin, want_sin, f"sin of precompute_rope({head_dim}, {L}, {theta})", rtol=1e-4, atol=1e-4,
-                 hint="cos is right, sin is not: use the same angles for both.")
+                 hint=cause("Your cos table is right and your sin table is not: use the same angles for both."))
 
 
 @check("an odd head size raises a clear ValueError (RoPE rotates pairs of dimensions)", points=1)
@@ -253,8 +258,9 @@ def rope_odd_head_size_raises(impl):
             text = str(exc.original)
             if not isinstance(exc.original, ValueError) or not any(w in text.lower() for w in ("even", "odd")):
                 raise CheckFailure(
-                    f"{what} raised {type(exc.original).__name__}: {text!r}. Raise a ValueError that says the head "
-                    "size must be even (RoPE rotates dimensions in pairs), at the start of precompute_rope."
+                    f"{what} raised {type(exc.original).__name__}: {text!r} ({exc.where or 'in your code'}). Raise a "
+                    "ValueError that says the head size must be even (RoPE rotates dimensions in pairs), at the start "
+                    "of precompute_rope."
                 ) from None
             continue
         raise CheckFailure(f"{what} (head size 5) returned without an error. RoPE rotates dimensions in pairs, so the "
@@ -476,9 +482,9 @@ def gqa_equals_mha(impl, case, seed):
     if not torch.allclose(got, expected, RTOL, ATOL):
         mha.load_state_dict(copied(tile=True))
         if torch.allclose(got, mha(x, cos, sin), RTOL, ATOL):
-            hint = ("Your key/value heads are tiled across the query heads (.repeat): query head h uses key/value head "
-                    f"h % {n_kv}. Key/value head j serves the contiguous query heads [j*{g}, (j+1)*{g}): use "
-                    "repeat_interleave(n_rep, dim=1).")
+            hint = cause("Your key/value heads are tiled across the query heads (.repeat): query head h uses "
+                         f"key/value head h % {n_kv}. Key/value head j serves the contiguous query heads [j*{g}, "
+                         f"(j+1)*{g}): use repeat_interleave(n_rep, dim=1).")
         else:
             hint = (f"Your grouped-query attention should equal your own Attention({dim}, {n_heads}, {n_heads}) whose "
                     "wk and wv hold each key/value head's rows copied to its group of query heads. Repeat the keys "
@@ -547,7 +553,7 @@ def hf_logits_match(impl):
             other = new_llama(impl, **sizes)
             other.load_hf_state_dict(swapped(sd, a, b))
             if torch.allclose(logits_of(other, idx), expected, RTOL, ATOL):
-                hint = f"Your load_hf_state_dict swaps two Hugging Face names: {bug}."
+                hint = cause(f"Your load_hf_state_dict swaps two Hugging Face names: {bug}.")
         what = ", ".join(f"{k}={v}" for k, v in sizes.items())
         assert_close(got, expected, f"logits ({what})", rtol=RTOL, atol=ATOL, hint=hint)
     _, loss = forward(model, idx[:, :-1], "model(idx, targets)", targets=idx[:, 1:])
@@ -579,9 +585,9 @@ def forward_rejects_beyond_max_seq_len(impl):
             text = str(exc.original)
             if not any(s in text for s in ("max_seq_len", "max seq len", str(L))):
                 raise CheckFailure(
-                    f"{what} > max_seq_len={L} raised {type(exc.original).__name__}: {text!r}, which does not say "
-                    "what is wrong. Check start_pos + T against max_seq_len at the start of forward and raise a "
-                    "ValueError that names max_seq_len."
+                    f"{what} > max_seq_len={L} raised {type(exc.original).__name__}: {text!r} "
+                    f"({exc.where or 'in your code'}), which does not say what is wrong. Check start_pos + T against "
+                    "max_seq_len at the start of forward and raise a ValueError that names max_seq_len."
                 ) from None
             continue
         raise CheckFailure(f"{what} ran past max_seq_len={L} without an error: the RoPE tables have no rows there. "
@@ -606,11 +612,11 @@ def decode_hint(cache, before, P, t):
     if before is not None and after is not None and after.shape == before.shape:
         if not torch.equal(after[:, :, :, :t], before[:, :, :, :t]):
             where = int((after[:, :, :, :t] != before[:, :, :, :t]).any(dim=(0, 1, 2, 4)).nonzero()[0])
-            return (f"Decoding the token at position {t} overwrote position {where} of the cache: store the new key "
-                    "and value at position start_pos (cache.k[layer, :, :, start_pos:start_pos + T] = k).")
+            return cause(f"Decoding the token at position {t} overwrote position {where} of the cache: store the new "
+                         "key and value at position start_pos (cache.k[layer, :, :, start_pos:start_pos + T] = k).")
         if torch.equal(after[:, :, :, t], before[:, :, :, t]):
-            return (f"Decoding the token at position {t} left the cache unchanged: store its key and value at "
-                    "position start_pos before attending.")
+            return cause(f"Decoding the token at position {t} left the cache unchanged: store its key and value at "
+                         "position start_pos before attending.")
     first = "the first token after the prefill" if t == P else f"the token at position {t}"
     return (f"The logits of {first}, fed alone with start_pos={t}, differ from the full forward pass. Rotate it at its "
             "own position (apply_rope(..., start_pos)), store its key and value at position start_pos of the cache, "
@@ -639,13 +645,13 @@ def kv_cache_matches_full_forward(impl, n_heads, g, L, P, seed):
     if not torch.allclose(prefill, full[:, :P], RTOL, ATOL):
         keys = cache_keys(cache)
         if keys is not None and keys.shape[3] >= P and not keys[:, :, :, :P].any():
-            hint = ("The prefill did not store its keys in the cache (cache.k is still all zeros at positions "
-                    f"0..{P - 1}): in update, write k and v at positions start_pos .. start_pos + T - 1 before "
-                    "returning them, and attend to what update returns.")
+            hint = cause("The prefill did not store its keys in the cache (cache.k is still all zeros at positions "
+                         f"0..{P - 1}): in update, write k and v at positions start_pos .. start_pos + T - 1 before "
+                         "returning them, and attend to what update returns.")
         else:
-            hint = ("The prefill with a cache must equal the same tokens without one: attend to the keys and values "
-                    "that cache.update returns, and keep the causal mask during the prefill (with T > 1 new tokens, "
-                    "token t may only see positions <= t), also when a cache is given.")
+            hint = cause("The prefill with a cache differs from the same tokens without one: attend to the keys and "
+                         "values that cache.update returns, and keep the causal mask during the prefill (with T > 1 "
+                         "new tokens, token t may only see positions <= t), also when a cache is given.")
         assert_close(prefill, full[:, :P], f"the prefill's logits (the first {P} tokens, with a cache)", rtol=RTOL,
                      atol=ATOL, hint=hint)
     if cache.length != P:
@@ -679,10 +685,11 @@ def kv_cache_chunked_prefill(impl):
                            cache=cache, start_pos=split)
         assert_close(second, full[:, split:], f"the logits of the second chunk (tokens {split}..{L - 1}, "
                      f"start_pos={split})", rtol=RTOL, atol=ATOL,
-                     hint="With T new queries after start_pos cached positions, the mask has T rows and start_pos + T "
-                     "columns, and query t may see keys 0..start_pos + t: the mask must be offset by start_pos "
-                     "(torch.ones(T, S).tril(diagonal=start_pos)). A plain tril, or is_causal=True in "
-                     "scaled_dot_product_attention, aligns it top-left and hides cached positions.")
+                     hint=cause("With T new queries after start_pos cached positions, the mask has T rows and "
+                                "start_pos + T columns, and query t may see keys 0..start_pos + t: the mask must be "
+                                "offset by start_pos (torch.ones(T, S).tril(diagonal=start_pos)). A plain tril, or "
+                                "is_causal=True in scaled_dot_product_attention, aligns it top-left and hides cached "
+                                "positions."))
 
 
 @check("generate gives the same greedy tokens with and without the cache", points=2)
@@ -710,6 +717,255 @@ def generate_cache_same(impl):
                     f"token at position {step} differs: got {out[row, T:].tolist()}, expected "
                     f"{expected[row, T:].tolist()} (the argmax of full forward passes). {how}"
                 )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+PROPERTY_SIZES = dict(vocab_size=11, dim=16, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=24, max_seq_len=8)
+IN_PLACE_NAMES = ("x", "cos", "sin")
+
+
+def property_parts(impl):
+    """(what, module, inputs) for each module of the stage, sized by PROPERTY_SIZES, with RoPE
+    tables computed here: RMSNorm, FeedForward, Attention and TransformerBlock."""
+    llama = impl.module("llama")
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(0))
+    cos, sin = rope_tables(4, 8, 100.0)
+    return [("RMSNorm(x)", llama.RMSNorm(16), (x,)), ("FeedForward(x)", llama.FeedForward(16, 24), (x,)),
+            ("Attention(x, cos, sin)", llama.Attention(16, 4, 2), (x, cos, sin)),
+            ("TransformerBlock(x, cos, sin)", llama.TransformerBlock(llama_config(impl, **PROPERTY_SIZES)),
+             (x, cos, sin))]
+
+
+def heads_input():
+    """(B, heads, T, head_dim) queries or keys, and RoPE tables long enough for start_pos=2."""
+    cos, sin = rope_tables(4, 8, 100.0)
+    return torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(1)), cos, sin
+
+
+@check("every module, apply_rope, repeat_kv, KVCache.update and Llama leave their inputs unchanged, even inputs "
+       "that require grad", points=1)
+def inputs_unchanged(impl):
+    llama = impl.module("llama")
+    for what, module, inputs in property_parts(impl):
+        assert_inputs_unchanged(impl, module, *inputs, what=what, names=IN_PLACE_NAMES)
+    x, cos, sin = heads_input()
+    assert_inputs_unchanged(impl, llama.apply_rope, x, cos, sin, 2, what="apply_rope(x, cos, sin, start_pos=2)",
+                            names=IN_PLACE_NAMES)
+    assert_inputs_unchanged(impl, llama.repeat_kv, x, 2, what="repeat_kv(x, 2)", names=("x",))
+    cache = llama.KVCache(1, 2, 3, 8, 4)
+    assert_inputs_unchanged(impl, cache.update, 0, x, 2 * x, 2, what="KVCache.update(0, k, v, start_pos=2)",
+                            names=("layer", "k", "v"))
+    model = new_llama(impl, **PROPERTY_SIZES)
+    idx = torch.randint(0, 11, (2, 7), generator=torch.Generator().manual_seed(2))
+    assert_inputs_unchanged(impl, model, idx[:, :-1], idx[:, 1:], what="Llama(idx, targets)", names=("idx", "targets"))
+
+
+@check("every module, apply_rope, repeat_kv and Llama (with a cache too) follow their inputs' device and dtype "
+       "(meta, float64), and KVCache honours dtype= and device=", points=1)
+def follows_device_and_dtype(impl):
+    llama = impl.module("llama")
+    for what, module, inputs in property_parts(impl):
+        assert_follows_device_and_dtype(impl, module, *inputs, what=what)
+    x, cos, sin = heads_input()
+    assert_follows_device_and_dtype(impl, llama.apply_rope, x, cos, sin, 2, what="apply_rope(x, cos, sin, start_pos=2)")
+    assert_follows_device_and_dtype(impl, llama.repeat_kv, x, 2, what="repeat_kv(x, 2)")
+    what = "KVCache(2, 2, 2, 8, 4, dtype=torch.float64, device='meta')"
+    cache = llama.KVCache(2, 2, 2, 8, 4, dtype=torch.float64, device="meta")
+    for name in ("k", "v"):
+        stored = expect_tensor(getattr(cache, name), f"{what}.{name}", (2, 2, 2, 8, 4))
+        if stored.dtype != torch.float64 or stored.device.type != "meta":
+            raise CheckFailure(
+                f"{what}.{name} is a {stored.dtype} tensor on {stored.device.type}, expected torch.float64 on meta.\n"
+                + cause("Your KVCache ignores its dtype= and device= arguments: pass them on to the tensors it "
+                        "makes (torch.zeros(shape, dtype=dtype, device=device)), so that a model on a GPU in "
+                        "bf16 gets its cache there too.")
+            )
+    # The logits are float32 whatever the model's dtype (the docstring), so the Llama keeps its
+    # float32 on meta; its parts were tried in float64 above.
+    model = new_llama(impl, **PROPERTY_SIZES)
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(3))
+    assert_follows_device_and_dtype(impl, model, idx, idx, what="Llama(idx, targets)", dtype=None)
+    cache = llama.KVCache(2, 2, 2, 8, 4, device="meta")
+    assert_follows_device_and_dtype(impl, model, idx[:, :5], what="Llama(idx, cache=cache), the prefill", dtype=None,
+                                    cache=cache)
+    assert_follows_device_and_dtype(impl, model, idx[:, 5:], what="Llama(one token, cache=cache, start_pos=5)",
+                                    dtype=None, cache=cache, start_pos=5)
+
+
+@check("in bfloat16, RMSNorm returns bfloat16 and Llama still returns float32 logits", points=1)
+def bfloat16_dtypes(impl):
+    llama = impl.module("llama")
+    x = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(4))
+    normed = impl.probe(call_moved, llama.RMSNorm(16), (x,), {}, "cpu", torch.bfloat16)
+    expect_tensor(normed, "RMSNorm(16) in bfloat16, applied to a bfloat16 x,", tuple(x.shape))
+    if normed.dtype != torch.bfloat16:
+        raise CheckFailure(
+            f"RMSNorm(16) in bfloat16 returned a {normed.dtype} tensor for a bfloat16 x; it should return x's dtype.\n"
+            + cause("Your RMSNorm computes in float32 (good: squares lose digits in bf16) but does not cast back: "
+                    "turn the normalized x back into x's dtype with .type_as(x) before multiplying by the weight.")
+        )
+    model = new_llama(impl, **PROPERTY_SIZES)
+    idx = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(5))
+    out = impl.probe(call_moved, model, (idx,), {}, "meta", torch.bfloat16, True)
+    logits = out[0] if type(out) is list and out else out
+    if not isinstance(logits, dict) or logits.get("dtype") != "torch.float32":
+        got = f"{logits['dtype']} logits" if isinstance(logits, dict) else f"{out!r}"[:80]
+        raise CheckFailure(
+            f"Llama(idx) in bfloat16 (on the meta device) returned {got}; the logits are documented as float32.\n"
+            + cause("Your Llama returns the output layer's dtype: convert the logits with .float() after "
+                    "self.output(...), so that the loss and sampling work in float32 whatever the model's dtype.")
+        )
+
+
+@check("RMSNorm and Attention stay finite and correct on large activations (x times 10 and 100)", points=1)
+def stable_on_large_inputs(impl):
+    _, norm, (x,) = property_parts(impl)[0]
+    assert_stable(impl, norm, x, what="RMSNorm(x)", rtol=1e-4, atol=1e-5,
+                  hint="\n" + cause("Compute x / sqrt(mean(x**2) + eps) with the mean of the squares over the "
+                                    "last dimension; torch.rsqrt(...) keeps it finite."))
+    _, attention, inputs = property_parts(impl)[2]
+    assert_stable(impl, attention, *inputs, what="Attention(x, cos, sin)", rtol=1e-3, atol=1e-4,
+                  hint="\n" + cause("Large scores overflow exp(): use F.softmax (or F.scaled_dot_product_attention), "
+                                    "which subtracts each row's max first."))
+
+
+def sampling_model(impl, V=6):
+    """A one-layer Llama whose next-token distribution after [1, 3] is far from uniform."""
+    model = new_llama(impl, vocab_size=V, dim=8, n_layers=1, n_heads=2, max_seq_len=12)
+    model.load_state_dict(randomize(model.state_dict(), torch.Generator().manual_seed(3)))
+    return model
+
+
+@check("generate with temperature > 0 samples from softmax(logits / temperature)", points=1)
+def generate_samples_with_temperature(impl):
+    V, N = 6, 2000
+    model = sampling_model(impl, V)
+    prompt = torch.tensor([[1, 3]]).repeat(N, 1)
+    logits = logits_of(model, prompt[:1])[0, -1].double()
+    for temperature in (0.5, 2.0):
+        what = f"generate(idx, 1, temperature={temperature}) on {N} copies of one prompt"
+        out = model.generate(prompt, 1, temperature=temperature)
+        expect_tensor(out, what, (N, 3), torch.int64)
+        if out.min() < 0 or out.max() >= V:
+            raise CheckFailure(f"{what} gave the token {int(out.max() if out.max() >= V else out.min())}, outside [0, {V}).")
+        drawn = torch.bincount(out[:, 2], minlength=V).double() / N
+        expected = torch.softmax(logits / temperature, -1)
+        if (drawn - expected).abs().max() <= 0.05:
+            continue
+        shown = ", ".join(f"{p:.2f}" for p in drawn)
+        wanted = ", ".join(f"{p:.2f}" for p in expected)
+        known = (("Your generate multiplies the logits by the temperature; divide them: softmax(logits / "
+                  "temperature).", torch.softmax(logits * temperature, -1)),
+                 ("Your generate ignores the temperature: sample from softmax(logits / temperature).",
+                  torch.softmax(logits, -1)),
+                 ("Your generate picks the most likely token even with temperature > 0: sample with "
+                  "torch.multinomial(softmax(logits / temperature), 1).", F.one_hot(logits.argmax(), V).double()))
+        why = next((text for text, p in known if (drawn - p).abs().max() <= 0.05),
+                   "Sample each row's next token from softmax(last position's logits / temperature).")
+        raise CheckFailure(f"{what} drew the tokens 0..{V - 1} with frequencies [{shown}]; softmax(logits / "
+                           f"temperature) gives [{wanted}] (within 0.05 expected).\n{cause(why)}")
+
+
+@check("generate with temperature > 0 draws new tokens on every call (no fixed seed inside)", points=1)
+def generate_draws_anew(impl):
+    model = sampling_model(impl)
+    prompt = torch.tensor([[1, 3]]).repeat(4, 1)
+    first, second = model.generate(prompt, 10, temperature=2.0), model.generate(prompt, 10, temperature=2.0)
+    expect_tensor(first, "generate(idx, 10, temperature=2.0)", (4, 12), torch.int64)
+    if torch.equal(first, second):
+        raise CheckFailure(
+            "Two calls of generate(idx, 10, temperature=2.0) from the same prompts gave the same 40 tokens.\n"
+            + cause("Your generate seeds the random numbers itself (torch.manual_seed, or a generator with a fixed "
+                    "seed, inside generate?). Leave seeding to the caller: torch.multinomial draws from PyTorch's "
+                    "global random numbers, which move on after each call.")
+        )
+
+
+@check("generate called again, with another prompt and batch size, behaves as new", points=1)
+def generate_again_behaves_as_new(impl):
+    V, L = 13, 12
+    sizes = dict(vocab_size=V, dim=16, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=L)
+    model = new_llama(impl, **sizes)
+    weights = randomize(model.state_dict(), torch.Generator().manual_seed(6))
+    model.load_state_dict(weights)
+    gen = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, V, (3, 5), generator=gen), torch.randint(0, V, (2, 2), generator=gen)]
+    model.generate(prompts[0], 4)
+    second = prompts[1]
+    what = "generate(a 2-row prompt, 6), called after generate(a 3-row prompt, 4) on the same model"
+    try:
+        out = model.generate(second, 6)
+    except LearnerError as exc:
+        fresh = new_llama(impl, **sizes)
+        fresh.load_state_dict(weights)
+        fresh.generate(second, 6)  # the same call on a model that has not generated before
+        raise CheckFailure(
+            f"{what} raised {type(exc.original).__name__}: {str(exc.original)[:160]} ({exc.where or 'in your code'}); "
+            "the same call on a new model with the same weights works.\n"
+            + cause("Your generate keeps state from the call before (a cache kept on the model?): start every call "
+                    "from a new cache, self.new_cache(B), sized for this call's batch.")
+        ) from None
+    expect_tensor(out, what, (2, 8), torch.int64)
+    expected = greedy_continuation(model, second, 6)
+    if not torch.equal(out, expected):
+        raise CheckFailure(
+            f"{what} gave {out[:, 2:].tolist()}, but greedy decoding gives {expected[:, 2:].tolist()}.\n"
+            + cause("Your generate keeps state from the call before (a cache or positions kept on the model?): "
+                    "start every call from a new cache, self.new_cache(B), and position 0.")
+        )
+
+
+@check("forward and generate raise a ValueError past max_seq_len, as documented", points=1)
+def max_seq_len_errors_are_value_errors(impl):
+    model = new_llama(impl, vocab_size=9, dim=8, n_layers=1, n_heads=2, max_seq_len=6)
+    prompt = torch.randint(0, 9, (1, 4), generator=torch.Generator().manual_seed(8))
+    calls = (("model(idx) with T=7 > max_seq_len=6", lambda: model(torch.zeros(1, 7, dtype=torch.long))),
+             ("model(idx, start_pos=4) with T=3 > max_seq_len=6 - 4", lambda: model(prompt[:, :3], start_pos=4)),
+             ("generate(a 4-token prompt, 3) with max_seq_len=6", lambda: model.generate(prompt, 3)),
+             ("generate(a 4-token prompt, 3, use_cache=False) with max_seq_len=6",
+              lambda: model.generate(prompt, 3, use_cache=False)))
+    for what, call in calls:
+        expect_raises(call, ValueError, what,
+                      hint="\n" + cause("Past max_seq_len, forward (and so generate) must raise a ValueError that "
+                                        "names max_seq_len, checked at the start of forward: not an assert, another "
+                                        "error type, or a failure deeper in the model."))
+
+
+@check("load_hf_state_dict ignores rotary_emb.inv_freq and refuses a missing, an unknown or a misshapen entry",
+       points=1)
+def load_hf_state_dict_is_strict(impl):
+    sd = hf_model(HF_SIZES[1], seed=4)[1]
+    inv_freq = "model.layers.0.self_attn.rotary_emb.inv_freq"  # older transformers keep it in the state dict
+    try:
+        new_llama(impl, **HF_SIZES[1]).load_hf_state_dict(dict(sd, **{inv_freq: torch.ones(3)}))
+    except LearnerError as exc:
+        raise CheckFailure(
+            f"load_hf_state_dict refused a state dict holding {inv_freq}: {type(exc.original).__name__}: "
+            f"{str(exc.original)[:160]} ({exc.where or 'in your code'}).\n"
+            + cause("Skip every entry whose name ends in rotary_emb.inv_freq: your model computes its own RoPE "
+                    "tables.")
+        ) from None
+    first = "model.layers.0.mlp.up_proj.weight"
+    misshapen = dict(sd)
+    misshapen[first] = sd[first][:-1]
+    for what, broken, why in (
+            (f"a state dict without {first}", {k: v for k, v in sd.items() if k != first},
+             "Your load_hf_state_dict accepts a state dict with a weight missing: load with "
+             "self.load_state_dict(mapped, strict=True), which refuses missing and unexpected names."),
+            ("a state dict with an unknown entry model.layers.0.mlp.extra_proj.weight",
+             dict(sd, **{"model.layers.0.mlp.extra_proj.weight": sd[first]}),
+             "Your load_hf_state_dict skips names it does not know: raise an error for any Hugging Face entry that "
+             "has no place in your model (only rotary_emb.inv_freq is ignored)."),
+            (f"a state dict whose {first} lacks a row", misshapen,
+             "Your load_hf_state_dict accepts a weight of the wrong shape: load_state_dict(..., strict=True) refuses "
+             "it.")):
+        try:
+            new_llama(impl, **HF_SIZES[1]).load_hf_state_dict(broken)
+        except LearnerError:
+            continue
+        raise CheckFailure(f"load_hf_state_dict({what}) returned without an error; it loads strictly.\n{cause(why)}")
 
 
 @check("on the CPU, generating with the cache is faster than without it", points=1)
