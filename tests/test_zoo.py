@@ -144,6 +144,7 @@ TRUST_ATTACKS = {
     "clock_04": ("04_softmax", "softmax.py", ("no_loop_over_positions", "vectorized_speed")),
     "clock_05": ("05_attention", "attention.py", ("speed",)),
     "clock_10": ("10_llama", "llama.py", ("cache_speed_cpu",)),
+    "clock_slow_uncached_10": ("10_llama", "llama.py", ("cache_speed_cpu",)),
     "memo_speed_04": ("04_softmax", "softmax.py", ("no_loop_over_positions", "vectorized_speed")),
     "memo_speed_05": ("05_attention", "attention.py", ("speed",)),
     "memo_speed_10": ("10_llama", "llama.py", ("cache_speed_cpu",)),

@@ -146,7 +146,7 @@ def timed_answers_agree(what: str, rtol: float = 1e-4, atol: float = 1e-5) -> Ca
 
 def measure_calls(
     learner: tuple, reference: tuple, make_args: Callable[[torch.Generator], tuple], calls: int, repeats: int,
-    what: str, rtol: float = 1e-4, atol: float = 1e-5,
+    what: str, rtol: float = 1e-4, atol: float = 1e-5, agree: Callable[[Any, Any], None] | None = None,
 ) -> SpeedResult:
     """measure_ratio for CPU checks of many small calls.
 
@@ -155,7 +155,8 @@ def measure_calls(
     `calls` calls fn(*make_args(generator), *more) on fresh arguments (from a secret seed),
     made where the function lives (one round trip, probes.call_each), on one thread, timed by
     the CPU clock the grader reads for that side (cpu_clock). The learner's answers must
-    match the reference side's on the same arguments.
+    match the reference side's on the same arguments, or pass `agree(learner's answers,
+    reference's answers)` when given.
     """
     from ..probes import call_each
 
@@ -174,7 +175,7 @@ def measure_calls(
             side(*reference),
             repeats=repeats,
             inputs=lambda gen: [make_args(gen) for _ in range(calls)],
-            agree=timed_answers_agree(what, rtol, atol),
+            agree=agree or timed_answers_agree(what, rtol, atol),
             clocks=(cpu_clock(learner[0]), cpu_clock(reference[0])),
         )
     finally:
