@@ -221,4 +221,48 @@ MUTANTS = [
         caught_by="estimate_averages",
         message="its own tensor",
     ),
+    Mutant(
+        name="split_converts_to_int64",
+        bug="converts the tokens to int64 (data.long()) before splitting",
+        file="batching.py",
+        find="    return data[:n], data[n:]",
+        replace="    data = data.long()\n    return data[:n], data[n:]",
+        caught_by="split_keeps_dtype",
+        message="converts the tokens",
+    ),
+    Mutant(
+        name="get_batch_seeds_itself",
+        bug="makes a generator with a fixed seed when none is given, so every call draws the same batch",
+        file="batching.py",
+        find="    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)",
+        replace=(
+            "    if generator is None:\n"
+            "        generator = torch.Generator().manual_seed(1337)\n"
+            "    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)"
+        ),
+        caught_by="get_batch_draws_anew",
+        message="never make a generator with a fixed seed",
+    ),
+    Mutant(
+        name="loader_position_on_class",
+        bug="keeps the loader's position on the class (SequentialLoader.position), shared by every loader",
+        file="batching.py",
+        find="        self.position = 0  # the input position the next batch starts at",
+        replace="        SequentialLoader.position = 0  # the input position the next batch starts at",
+        more_edits=(
+            ("        self.position = (self.position + count) % n_pairs",
+             "        SequentialLoader.position = (self.position + count) % n_pairs"),
+        ),
+        caught_by="loaders_independent",
+        message="share one position",
+    ),
+    Mutant(
+        name="estimate_ignores_generator",
+        bug="estimate_loss calls get_batch without its generator",
+        file="batching.py",
+        find="                x, y = get_batch(data, batch_size, block_size, generator, device)",
+        replace="                x, y = get_batch(data, batch_size, block_size, device=device)",
+        caught_by="estimate_uses_generator",
+        message="pass the generator on to get_batch",
+    ),
 ]

@@ -2,9 +2,11 @@
 import math
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, expect_tensor
+from grader.checks import CheckFailure, expect_tensor, expect_type
 from grader.data import corpus
 from grader.probes import BigramLossModel, evaluate_with
 
@@ -87,4 +89,83 @@ def estimate_matches_exact_loss(impl):
                 f"split of a real text gave {value!r}; its exact expected loss there is {expected:.4f} "
                 f"(estimated from {eval_iters} batches of {batch_size} x {block_size}, it should land within 0.15). "
                 "Check eval mode, that each split's batches come from its own data, and that you average every batch."
+            )
+
+
+def expect_equal(got, want: torch.Tensor, name: str) -> None:
+    """`got` is exactly the reference's tensor `want`: same shape, dtype and values."""
+    expect_tensor(got, name, tuple(want.shape), want.dtype)
+    if not torch.equal(got, want):
+        where = (got != want).nonzero()[0].tolist()
+        raise CheckFailure(f"{name} differs from the reference's at index {where}: {got.tolist()[:12]}, expected "
+                           f"{want.tolist()[:12]}.")
+
+
+@check("train_val_split, get_batch and SequentialLoader equal the reference's on drawn sizes", points=1)
+@settings(max_examples=20)
+@given(n=st.integers(2, 40), fraction=st.floats(0.05, 0.95), batch_size=st.integers(1, 4),
+       block_size=st.integers(1, 8), seed=st.integers(0, 1000))
+def batching_matches_reference(impl, ref, n, fraction, batch_size, block_size, seed):
+    ours, theirs = impl.module("batching"), ref.module("batching")
+    data = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) * 7 + 3  # distinct ids: a row shows its start
+    setup = f"On {n} distinct tokens"
+
+    result = ours.train_val_split(data, fraction)
+    expect_type(result, tuple, f"train_val_split(data, {fraction})")
+    if len(result) != 2:
+        raise CheckFailure(f"train_val_split(data, {fraction}) returned {len(result)} items; expected (train, val).")
+    for name, got, want in zip(("train", "val"), result, theirs.train_val_split(data, fraction)):
+        expect_equal(got, want, f"{setup}, {name} from train_val_split(data, {fraction})")
+
+    # get_batch draws at random, so rows are compared one by one: each row starts somewhere, and
+    # the reference, given only the tokens of that one window, has no choice to make.
+    T = min(block_size, n - 1)
+    call = f"{setup}, get_batch(data, {batch_size}, {T}, generator)"
+    x, y = ours.get_batch(data, batch_size, T, torch.Generator().manual_seed(seed))
+    expect_tensor(x, f"x from {call}", (batch_size, T), torch.int64)
+    expect_tensor(y, f"y from {call}", (batch_size, T), torch.int64)
+    for b in range(batch_size):
+        hits = (data == x[b, 0]).nonzero()
+        i = int(hits[0]) if len(hits) else -1
+        if not 0 <= i <= n - T - 1:
+            raise CheckFailure(f"{call}: x[{b}] = {x[b].tolist()} does not begin at a valid start (0 .. {n - T - 1}).")
+        rx, ry = theirs.get_batch(data[i : i + T + 1], 1, T, torch.Generator())
+        expect_equal(x[b], rx[0], f"{call}: x[{b}] (the window at position {i})")
+        expect_equal(y[b], ry[0], f"{call}: y[{b}] (the targets of the window at position {i})")
+
+    loader, reference = ours.SequentialLoader(data, batch_size, block_size), theirs.SequentialLoader(data, batch_size, block_size)
+    for step in range(math.ceil(2 * (n - 1) / (batch_size * block_size)) + 1):  # two passes and a bit
+        batch, want = loader.next_batch(), reference.next_batch()
+        expect_type(batch, tuple, "next_batch()")
+        for name, got, expected in zip("xy", batch, want):
+            expect_equal(got, expected, f"{setup}, SequentialLoader(data, {batch_size}, {block_size}): batch {step + 1}'s {name}")
+
+
+SPLIT_NAMES = [("train", "val"), ("val",), ("train", "val", "test")]
+
+
+@check("estimate_loss equals the reference's on drawn splits, sizes and models", points=1)
+@settings(max_examples=10)
+@given(names=st.sampled_from(SPLIT_NAMES), batch_size=st.integers(1, 4), block_size=st.integers(1, 8),
+       eval_iters=st.integers(1, 4), seed=st.integers(0, 1000))
+def estimate_matches_reference(impl, ref, names, batch_size, block_size, eval_iters, seed):
+    generator = torch.Generator().manual_seed(seed)
+    vocab_size = 7
+    table = 2.0 * torch.randn(vocab_size, vocab_size, generator=generator)
+    # Each split holds exactly one window, so every batch is that window whatever the draws:
+    # any correct estimate_loss returns that window's loss in eval mode, as the reference does.
+    splits = {name: torch.randint(0, vocab_size, (block_size + 1,), generator=generator) for name in names}
+    args = (splits, batch_size, block_size, eval_iters, torch.Generator().manual_seed(seed))
+    got = impl.probe(evaluate_with, impl.module("batching").estimate_loss, BigramLossModel(table).train(), *args)["result"]
+    want = ref.module("batching").estimate_loss(BigramLossModel(table).train(), *args)
+    call = f"estimate_loss(a bigram model with dropout, splits {list(names)}, {batch_size}, {block_size}, {eval_iters})"
+    expect_type(got, dict, call)
+    if sorted(got) != sorted(want):
+        raise CheckFailure(f"{call} returned keys {sorted(got)}; expected {sorted(want)}.")
+    for name, expected in want.items():
+        value = got[name]
+        if type(value) is not float or not abs(value - expected) <= 1e-5 * max(1.0, abs(expected)):
+            raise CheckFailure(
+                f"{call}['{name}'] is {value!r}; the reference gives {expected:.6f}. That split holds one window, so "
+                "every batch is that window, and its loss in eval mode is the answer."
             )

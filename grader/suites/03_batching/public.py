@@ -1,12 +1,21 @@
 """Stage 03, public checks: the split, random batches, the sequential loader, estimate_loss."""
 import math
+import re
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, expect_tensor, expect_type
+from grader.checks import (
+    CheckFailure,
+    assert_generator_used,
+    assert_inputs_unchanged,
+    cause,
+    expect_tensor,
+    expect_type,
+    failing_line,
+)
 from grader.handle import LearnerError
 from grader.probes import RecordingModel, evaluate_with
 
@@ -54,9 +63,9 @@ def split_sizes_and_order(impl, n, fraction):
         return
     if torch.equal(torch.cat([train, val]).sort().values, data.sort().values):
         if torch.equal(train, data[n - k:]):
-            hint = "Your train part is the end of the data; the training data is the beginning, validation the end."
+            hint = cause("Your train part is the end of the data; the training data is the beginning, validation the end.")
         else:
-            hint = (
+            hint = cause(
                 "Your parts hold the right tokens in the wrong order: the data was shuffled or sorted. "
                 "Keep the original order: data[:n] and data[n:]."
             )
@@ -65,7 +74,7 @@ def split_sizes_and_order(impl, n, fraction):
     raise CheckFailure(
         f"{call} on {n} tokens should return data[:{k}] and data[{k}:] unchanged; it returned "
         f"train starting {train[:5].tolist()} and val starting {val[:5].tolist()}, "
-        f"expected {data[:k][:5].tolist()} and {data[k:][:5].tolist()}. {hint}"
+        f"expected {data[:k][:5].tolist()} and {data[k:][:5].tolist()}.\n{hint}"
     )
 
 
@@ -80,10 +89,33 @@ def split_fraction(impl):
             got = len(train) if isinstance(train, torch.Tensor) else type(train).__name__
             raise CheckFailure(
                 f"train_val_split(data, train_fraction={fraction}) on 100 tokens gave a train part of {got} tokens, "
-                f"expected {k}. Use the train_fraction argument (0.9 is only its default): n = int(train_fraction * len(data))."
+                f"expected {k}.\n"
+                + cause("Use the train_fraction argument (0.9 is only its default): n = int(train_fraction * len(data)).")
             )
         if not torch.equal(train, data[:k]) or not torch.equal(val, data[k:]):
             raise CheckFailure(f"train_val_split(data, {fraction}) should return data[:{k}] and data[{k}:] unchanged.")
+
+
+@check("train_val_split keeps data's dtype (int32, int16, uint8 tokens)", points=1)
+def split_keeps_dtype(impl):
+    train_val_split = impl.module("batching").train_val_split
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        data = shuffled_ids(50).to(dtype)  # ids up to 152: every dtype here holds them
+        call = f"train_val_split(data of dtype {dtype}, 0.8)"
+        result = train_val_split(data, 0.8)
+        expect_type(result, tuple, call)
+        if len(result) != 2:
+            raise CheckFailure(f"{call} returned {len(result)} items; expected two tensors, (train, val).")
+        for name, part, want in zip(("train", "val"), result, (data[:40], data[40:])):
+            expect_tensor(part, f"{name} from {call}", tuple(want.shape))
+            if part.dtype != dtype:
+                raise CheckFailure(
+                    f"{name} from {call} has dtype {part.dtype}, expected {dtype}: the parts keep data's dtype.\n"
+                    + cause("Your train_val_split converts the tokens (with .long(), .to(...), or torch.tensor of a "
+                            "list): return the slices data[:n] and data[n:], which keep data's dtype.")
+                )
+            if not torch.equal(part, want):
+                raise CheckFailure(f"{name} from {call} should be data[{':40' if name == 'train' else '40:'}] unchanged.")
 
 
 # --- get_batch --------------------------------------------------------------------------------
@@ -129,19 +161,39 @@ def windows_and_targets(impl, batch_size, block_size, extra, seed):
             hint = " (and y is shifted the wrong way, one token earlier: x and y look swapped)" if swapped else ""
             raise CheckFailure(
                 f"x[{b}] = {x[b].tolist()} is the window at position {i} of {len(data)} tokens, which leaves no room for "
-                f"its targets: with block_size={T} the last valid start is {len(data) - T - 1}{hint}. The targets of "
-                "x = data[i : i + block_size] are y = data[i + 1 : i + block_size + 1], shifted by one."
+                f"its targets: with block_size={T} the last valid start is {len(data) - T - 1}{hint}.\n"
+                + cause("Your get_batch draws starts that are too late. The targets of x = data[i : i + block_size] are "
+                        "y = data[i + 1 : i + block_size + 1], shifted by one, so i <= len(data) - block_size - 1.")
             )
         if torch.equal(y[b], x[b]):
-            hint = "y is a copy of x: the targets must be shifted by one, y = data[i + 1 : i + block_size + 1]."
+            hint = cause("y is a copy of x: the targets must be shifted by one, y = data[i + 1 : i + block_size + 1].")
         elif swapped:
-            hint = "y is shifted the wrong way (one token earlier): the targets are the NEXT tokens, data[i + 1 : i + block_size + 1]."
+            hint = cause("y is shifted the wrong way (one token earlier): the targets are the NEXT tokens, "
+                         "data[i + 1 : i + block_size + 1].")
         else:
             hint = "The target of x[b, t] is the token right after it in the data: y[b] = data[i + 1 : i + block_size + 1], shifted by one."
         raise CheckFailure(
             f"x[{b}] is the window at position {i}, {x[b].tolist()}, so y[{b}] should be {expected}, "
-            f"but it is {y[b].tolist()}. {hint}"
+            f"but it is {y[b].tolist()}.\n{hint}"
         )
+
+
+PAST_THE_END = (
+    "Your get_batch draws a start beyond len(data) - block_size - 1, so its window runs past the end of the data: "
+    "torch.randint(high, ...) draws from [0, high), so high = len(data) - block_size."
+)
+
+
+def window_error_cause(exc: LearnerError) -> str:
+    """The diagnosis of an exception from get_batch, read from the error and the line that raised
+    it: a window cut past the end of the data is shorter than the others (torch.stack refuses
+    it) or indexes beyond the data. Any other error gets no guess."""
+    text, line = str(exc.original), failing_line(exc)
+    short_window = "stack expects each tensor to be equal size" in text and "stack" in line
+    beyond = isinstance(exc.original, IndexError) or "out of bounds" in text or "out of range" in text
+    if short_window or (beyond and re.search(r"\bdata\b", line)):
+        return "\n" + cause(PAST_THE_END)
+    return ""
 
 
 @check("get_batch can draw every window, up to the one ending at the last token, and none beyond", points=2)
@@ -162,8 +214,7 @@ def windows_in_range(impl):
                     raise CheckFailure(
                         f"{exc.describe()}\nWith {n} tokens and block_size={block_size} the valid starts are "
                         f"0 .. {extra - 1} (len(data) - block_size - 1): the window at {extra - 1} has its targets end at "
-                        f"the last token. A start beyond that makes a window that runs past the end of the data; "
-                        f"torch.randint(high, ...) draws from [0, high), so high = len(data) - block_size."
+                        f"the last token.{window_error_cause(exc)}"
                     ) from None
                 expect_tensor(x, f"x from {call}", (64, block_size), torch.int64)
                 expect_tensor(y, f"y from {call}", (64, block_size), torch.int64)
@@ -172,18 +223,18 @@ def windows_in_range(impl):
             if not starts <= valid:
                 raise CheckFailure(
                     f"With {n} tokens and block_size={block_size}, get_batch started windows at {sorted(starts - valid)}; "
-                    f"the valid starts are 0 .. {extra - 1}. A later start runs past the end of the data."
+                    f"the valid starts are 0 .. {extra - 1}.\n" + cause(PAST_THE_END)
                 )
             missing = sorted(valid - starts)
             if missing:
                 last = extra - 1
                 if block_size > 1 and all(s % block_size == 0 for s in starts):
-                    hint = (
+                    hint = cause(
                         f"All your starts are multiples of block_size ({sorted(starts)}): windows may overlap, and every "
                         "start from 0 to len(data) - block_size - 1 must be possible, each equally likely."
                     )
                 elif last in missing:
-                    hint = (
+                    hint = cause(
                         f"Your get_batch never draws the last window (start {last} = len(data) - block_size - 1, whose "
                         "targets end at the last token). torch.randint's upper bound is exclusive: "
                         "torch.randint(len(data) - block_size, ...)."
@@ -191,7 +242,7 @@ def windows_in_range(impl):
                 else:
                     hint = "Every start from 0 to len(data) - block_size - 1 must be possible, each equally likely."
                 raise CheckFailure(
-                    f"With {n} tokens and block_size={block_size}, 256 windows never started at {missing}. {hint}"
+                    f"With {n} tokens and block_size={block_size}, 256 windows never started at {missing}.\n{hint}"
                 )
 
 
@@ -212,16 +263,29 @@ def uses_generator(impl):
             if not torch.equal(a, b):
                 raise CheckFailure(
                     f"Two calls with generators seeded alike (seed {seed}) gave different batches: {name} rows start at "
-                    f"{a[:, 0].tolist()} and then {b[:, 0].tolist()}. Draw the starts with the generator you are given, "
-                    "torch.randint(..., generator=generator); without it they come from PyTorch's global random "
-                    "numbers and the batches cannot be reproduced."
+                    f"{a[:, 0].tolist()} and then {b[:, 0].tolist()}.\n"
+                    + cause("Your get_batch does not draw the starts with the generator it is given: use "
+                            "torch.randint(..., generator=generator); without it they come from PyTorch's global "
+                            "random numbers and the batches cannot be reproduced.")
                 )
         batches.append(first[0])
     if torch.equal(batches[0], batches[1]) and torch.equal(batches[1], batches[2]):
         raise CheckFailure(
-            "Generators seeded 0, 1 and 2 all gave the same batch: your get_batch ignores the generator it is given "
-            "(a fixed seed or a generator of its own?). Pass generator=generator to torch.randint."
+            "Generators seeded 0, 1 and 2 all gave the same batch.\n"
+            + cause("Your get_batch ignores the generator it is given (a fixed seed or a generator of its own?). "
+                    "Pass generator=generator to torch.randint.")
         )
+
+
+@check("get_batch with generator=None draws new windows on every call (no fixed seed inside)", points=1)
+def get_batch_draws_anew(impl):
+    get_batch = impl.module("batching").get_batch
+    data = torch.arange(1000)
+    assert_generator_used(
+        lambda generator: get_batch(data, 8, 4, generator), "get_batch(data of 1000 tokens, 8, 4, generator)",
+        hint="A generator you make when given None (torch.Generator().manual_seed(...)) hands every call the same "
+        "batch, so training would see the same 8 windows at every step.",
+    )
 
 
 @check("get_batch, SequentialLoader and estimate_loss put the batches on the requested device", points=1)
@@ -249,8 +313,8 @@ def device_honored(impl):
             expect_tensor(t, name, (2, 3), torch.int64)
             if t.device.type != device:
                 raise CheckFailure(
-                    f"get_batch(..., device={device!r}) returned {name} on {t.device.type}. "
-                    "Move x and y with .to(device) just before returning them."
+                    f"get_batch(..., device={device!r}) returned {name} on {t.device.type}.\n"
+                    + cause("Your get_batch ignores its device: move x and y with .to(device) just before returning them.")
                 )
         loader = attempt(device, batching.SequentialLoader, data, 2, 3, device=device)
         batch = attempt(device, loader.next_batch) if loader is not None else None
@@ -258,8 +322,8 @@ def device_honored(impl):
             expect_tensor(t, name, (2, 3), torch.int64)
             if t.device.type != device:
                 raise CheckFailure(
-                    f"SequentialLoader(data, 2, 3, device={device!r}).next_batch() returned {name} on {t.device.type}. "
-                    "The loader keeps the device it was made with; move x and y there with .to(self.device)."
+                    f"SequentialLoader(data, 2, 3, device={device!r}).next_batch() returned {name} on {t.device.type}.\n"
+                    + cause("Your loader ignores the device it was made with: move x and y there with .to(self.device).")
                 )
         model = RecordingModel()
         seen = attempt(
@@ -268,8 +332,8 @@ def device_honored(impl):
         devices_seen = sorted({c["device"] for c in seen["calls"]}) if seen is not None else [device]
         if devices_seen != [device]:
             raise CheckFailure(
-                f"estimate_loss(..., device={device!r}) gave the model batches on {devices_seen}. "
-                "Pass the device on to get_batch."
+                f"estimate_loss(..., device={device!r}) gave the model batches on {devices_seen}.\n"
+                + cause("Your estimate_loss does not pass the device on to get_batch.")
             )
 
 
@@ -346,24 +410,77 @@ def loader_stream(impl, batch_size, block_size, n):
         raise CheckFailure(
             f"{setup}batch {batch + 1}, x[{row}, {col}] is position {got}, expected position {want}. "
             f"The inputs of consecutive batches, flattened, should run {expected[: min(len(xs), 2 * pairs + 2)].tolist()}; "
-            f"yours run {xs[: min(len(xs), 2 * pairs + 2)].tolist()}. {hint}"
+            f"yours run {xs[: min(len(xs), 2 * pairs + 2)].tolist()}.\n{cause(hint)}"
         )
     if not torch.equal(ys, xs + 1):
         j = int((ys != xs + 1).nonzero()[0])
         batch, row, col = j // per_batch, (j % per_batch) // block_size, j % block_size
         hint = "y[b, t] is the token right after x[b, t] in the data."
         if int(xs[j]) == n - 2 and int(ys[j]) == 0:
-            hint = (
+            hint = cause(
                 f"Position {n - 2} is followed by the last token, position {n - 1}, not by position 0: wrap the input "
                 "positions first, then add one for the targets (data[positions + 1]); wrapping after adding one "
                 "makes up a pair that is not in the data."
             )
         elif torch.equal(ys, xs):
-            hint = "y equals x: the targets must be shifted by one."
+            hint = cause("y equals x: the targets must be shifted by one.")
         raise CheckFailure(
             f"{setup}batch {batch + 1}, x[{row}, {col}] is position {int(xs[j])} but y[{row}, {col}] is position "
-            f"{int(ys[j])}, expected {int(xs[j]) + 1}. {hint}"
+            f"{int(ys[j])}, expected {int(xs[j]) + 1}.\n{hint}"
         )
+
+
+@check("a new SequentialLoader starts at position 0, and each loader keeps its own place", points=1)
+def loaders_independent(impl):
+    Loader = impl.module("batching").SequentialLoader
+    n, batch_size, block_size = 23, 2, 3  # 22 input positions, 6 per batch
+    per_batch, pairs = batch_size * block_size, n - 1
+    needs_order = (
+        "This check needs a loader that walks the stream in order; see the check 'SequentialLoader walks the stream "
+        "in order, wraps around, and never skips or repeats'."
+    )
+
+    def start_of(loader, label: str) -> int:
+        """The position the loader's next batch starts at; the batch must run in order from there."""
+        x, y = loader.next_batch()
+        expect_tensor(x, f"x from {label}", (batch_size, block_size), torch.int64)
+        expect_tensor(y, f"y from {label}", (batch_size, block_size), torch.int64)
+        got = x.flatten()
+        if not (torch.equal(got, (int(got[0]) + torch.arange(per_batch)) % pairs) and torch.equal(y.flatten(), got + 1)):
+            raise CheckFailure(f"With {n} tokens, batch_size={batch_size}, block_size={block_size}: {label} gave "
+                               f"x = {x.tolist()}, y = {y.tolist()}. {needs_order}")
+        return int(got[0])
+
+    first = Loader(torch.arange(n), batch_size, block_size)
+    got = start_of(first, "a new loader's first batch")
+    if got != 0:
+        raise CheckFailure(
+            f"A new SequentialLoader's first batch started at position {got}, not 0.\n"
+            + cause("Your loader does not start at the beginning of its data: set self.position = 0 in __init__. "
+                    "A position kept on the class or in a global variable carries over from the loaders made before.")
+        )
+    got = start_of(first, "the loader's second batch")
+    if got != per_batch:
+        raise CheckFailure(f"A loader's second batch started at position {got}, expected {per_batch}. {needs_order}")
+    shared = cause(
+        "Your loaders share one position (kept on the class, SequentialLoader.position, or in a global variable): "
+        "keep it on each loader, self.position = 0 in __init__, and move self.position on in next_batch."
+    )
+    second = Loader(torch.arange(n), batch_size, block_size)
+    got = start_of(second, "a second loader's first batch")
+    if got != 0:
+        raise CheckFailure(
+            f"A second SequentialLoader, made after a first one had given two batches, started at position {got}, "
+            f"not 0: a new loader starts at the beginning of its data.\n{shared}"
+        )
+    for label, loader, expected in (("the first loader's third batch", first, 2 * per_batch),
+                                    ("the second loader's second batch", second, per_batch)):
+        got = start_of(loader, label)
+        if got != expected:
+            raise CheckFailure(
+                f"With two loaders used in turn, {label} started at position {got}, expected {expected}, where that "
+                f"loader had left off: using one loader moved the other.\n{shared}"
+            )
 
 
 # --- estimate_loss ----------------------------------------------------------------------------
@@ -388,14 +505,14 @@ def estimate_in_eval_mode(impl):
     if any(c["training"] for c in calls):
         n = sum(c["training"] for c in calls)
         raise CheckFailure(
-            f"The model was in training mode for {n} of its {len(calls)} calls inside estimate_loss. "
-            "Call model.eval() before measuring: in training mode dropout zeroes activations at random, "
-            "so the loss comes out noisy and too high."
+            f"The model was in training mode for {n} of its {len(calls)} calls inside estimate_loss.\n"
+            + cause("Call model.eval() before measuring: in training mode dropout zeroes activations at random, "
+                    "so the loss comes out noisy and too high.")
         )
     if any(c["dropout_training"] for c in calls):
         raise CheckFailure(
-            "The model itself was in eval mode, but its dropout submodule was still training. Setting "
-            "model.training = False changes only the top module; model.eval() switches every submodule."
+            "The model itself was in eval mode, but its dropout submodule was still training.\n"
+            + cause("Setting model.training = False changes only the top module; model.eval() switches every submodule.")
         )
 
 
@@ -405,9 +522,9 @@ def estimate_without_grad(impl):
     n = sum(c["grad_enabled"] for c in seen["calls"])
     if n:
         raise CheckFailure(
-            f"Autograd was recording during {n} of the model's {len(seen['calls'])} calls in estimate_loss. "
-            "Measuring needs no gradients: wrap the loop in `with torch.no_grad():` (or decorate the function "
-            "with @torch.no_grad()), which saves the memory and time of building a graph."
+            f"Autograd was recording during {n} of the model's {len(seen['calls'])} calls in estimate_loss.\n"
+            + cause("Measuring needs no gradients: wrap the loop in `with torch.no_grad():` (or decorate the function "
+                    "with @torch.no_grad()), which saves the memory and time of building a graph.")
         )
 
 
@@ -421,13 +538,15 @@ def estimate_restores_mode(impl):
         if training:
             raise CheckFailure(
                 "A model that was training came back from estimate_loss in eval mode, so training would go on "
-                "with dropout off. Remember model.training before calling model.eval(), and call "
-                "model.train(was_training) at the end."
+                "with dropout off.\n"
+                + cause("Your estimate_loss does not switch the model back: remember model.training before calling "
+                        "model.eval(), and call model.train(was_training) at the end.")
             )
         raise CheckFailure(
             "A model that was in eval mode came back from estimate_loss in training mode: it should stay in eval "
-            "mode. Your code seems to call model.train() unconditionally at the end; restore the mode it had "
-            "instead: model.train(was_training)."
+            "mode.\n"
+            + cause("Your code seems to call model.train() unconditionally at the end; restore the mode it had "
+                    "instead: model.train(was_training).")
         )
 
 
@@ -465,8 +584,8 @@ def estimate_averages(impl, names, eval_iters, batch_size, block_size, extra):
         if not by_split[name]:
             counts = ", ".join(f"{len(v)} from '{k}'" for k, v in by_split.items())
             raise CheckFailure(
-                f"{call} gave the model no batch from the '{name}' data ({counts}): each split's batches must come "
-                "from its own tensor, get_batch(splits[name], ...)."
+                f"{call} gave the model no batch from the '{name}' data ({counts}).\n"
+                + cause("Each split's batches must come from its own tensor, get_batch(splits[name], ...).")
             )
     for name in names:
         losses = by_split[name]
@@ -477,17 +596,54 @@ def estimate_averages(impl, names, eval_iters, batch_size, block_size, extra):
         value = result[name]
         if type(value) is not float:
             raise CheckFailure(
-                f"{call}['{name}'] should be a Python float, but it is a {type(value).__name__}: {value!r}. "
-                "loss.item() turns a 0-dim tensor into a float."
+                f"{call}['{name}'] should be a Python float, but it is a {type(value).__name__}: {value!r}.\n"
+                + cause(f"Your estimate_loss returns a {type(value).__name__} where the docstring promises a float: "
+                        "loss.item() turns a 0-dim tensor into a float.")
             )
         expected = sum(losses) / len(losses)
         if abs(value - expected) > 1e-5 * max(1.0, abs(expected)):
             hint = "Average the loss over all eval_iters batches of each split."
             if eval_iters > 1 and math.isclose(value, losses[-1]):
-                hint = "That is the last batch's loss only: keep every batch's loss and take their mean."
+                hint = cause("That is the last batch's loss only: keep every batch's loss and take their mean.")
             elif math.isclose(value, sum(losses)):
-                hint = "That is the sum of the losses: divide by eval_iters."
+                hint = cause("That is the sum of the losses: divide by eval_iters.")
             raise CheckFailure(
                 f"{call}['{name}'] is {value}, but the model returned the losses {losses} for that split, "
-                f"whose mean is {expected}. {hint}"
+                f"whose mean is {expected}.\n{hint}"
             )
+
+
+@check("estimate_loss draws its batches with the generator it is given (the same seed, the same batches)", points=1)
+def estimate_uses_generator(impl):
+    estimate_loss = impl.module("batching").estimate_loss
+    splits = {"train": torch.arange(300), "val": torch.arange(1000, 1100)}
+
+    def batches(generator):
+        """The batches estimate_loss gives a recording model, in the order it gives them."""
+        seen = impl.probe(evaluate_with, estimate_loss, RecordingModel(), splits, 2, 3, 2, generator)
+        if not seen["calls"]:
+            raise CheckFailure("estimate_loss never called the model. Call model(x, y) on each batch and use the loss it returns.")
+        return [c["idx"] for c in seen["calls"]]
+
+    assert_generator_used(
+        batches, "estimate_loss(model, splits, 2, 3, eval_iters=2, generator)",
+        hint="Pass the generator on to get_batch: get_batch(splits[name], batch_size, block_size, generator, device).",
+    )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+@check("train_val_split, get_batch, SequentialLoader and estimate_loss leave the data unchanged", points=1)
+def inputs_unchanged(impl):
+    batching = impl.module("batching")
+    data = shuffled_ids(40)
+    assert_inputs_unchanged(impl, batching.train_val_split, data, 0.75, what="train_val_split(data, 0.75)",
+                            names=("data",))
+    assert_inputs_unchanged(impl, batching.get_batch, data, 4, 5, seeded(0), what="get_batch(data, 4, 5, generator)",
+                            names=("data",))
+    assert_inputs_unchanged(impl, batching.SequentialLoader, data, 2, 3, what="SequentialLoader(data, 2, 3)",
+                            names=("data",))
+    splits = {"train": data, "val": shuffled_ids(20, seed=1)}
+    assert_inputs_unchanged(impl, batching.estimate_loss, RecordingModel(), splits, 2, 3, 2, seeded(0),
+                            what="estimate_loss(model, splits, 2, 3, 2, generator)", names=("model", "splits"))
