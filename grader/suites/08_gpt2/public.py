@@ -408,6 +408,45 @@ def optimizer_groups_split(impl):
             raise CheckFailure(
                 f"{name} (shape {p['shape']}) gets weight_decay {decay_of[name]}, expected {want}. {cause}"
             )
+    decay_by_behaviour(impl, set(params))
+
+
+def decay_by_behaviour(impl, parameter_names: set[str]):
+    """The groups as the weights show them, judged by the grader: one step of the learner's optimizer
+    on zero gradients. AdamW's moments stay zero then, so it only decays: every matrix shrinks by
+    exactly (1 - lr * weight_decay), every vector and every buffer stays put. Adam's L2 penalty, a
+    parameter left out, or a vector decayed all show in the weights, whatever the optimizer says of
+    itself. (A tensor that calls itself a buffer but moves is caught too.)"""
+    model = new_gpt2(impl, block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=8)
+    wd, lr = 0.5, 0.1
+    optimizer = model.configure_optimizers(weight_decay=wd, learning_rate=lr, betas=(0.9, 0.95), device_type="cpu")
+    gen = torch.Generator().manual_seed(4)
+    impl.probe(train_steps, model, torch.randint(0, 20, (2, 8), generator=gen), torch.randint(0, 20, (2, 8),
+               generator=gen), 1, 0.0)  # gradients on every parameter (its own AdamW at lr 0 moves nothing)
+    model.zero_grad(set_to_none=False)
+    before = model.state_dict()
+    optimizer.step()
+    after = model.state_dict()
+    for name, value in before.items():
+        if not value.is_floating_point() or name not in after:
+            continue
+        # A tied tensor is listed once: its second name in the state dict holds the same values.
+        alias = next((other for other in parameter_names if other in before and before[other].shape == value.shape
+                      and torch.equal(before[other], value)), None)
+        matrix = value.dim() >= 2 and alias is not None
+        want = value * (1 - lr * wd) if matrix else value
+        if torch.allclose(after[name], want, rtol=1e-6, atol=1e-8):
+            continue
+        moved = "did not move" if torch.equal(after[name], value) else "moved otherwise"
+        raise CheckFailure(
+            f"One step of configure_optimizers(weight_decay={wd}, learning_rate={lr}) on zero gradients should "
+            f"{'shrink' if matrix else 'leave'} {name} (shape {tuple(value.shape)}) "
+            f"{f'by exactly (1 - lr * weight_decay) = {1 - lr * wd:g}' if matrix else 'as it is'}; it {moved}. "
+            "AdamW with zero gradients only decays: "
+            + ("this matrix is in no group with weight_decay, or the optimizer is not AdamW (Adam's weight_decay "
+               "adds to the gradient instead)." if matrix else "this vector (or buffer) is in a group with weight "
+               "decay.")
+        )
 
 
 @check("configure_optimizers uses fused AdamW for device_type='cuda'", points=1)
