@@ -18,12 +18,17 @@ from grader.checks import (
     Skip,
     assert_causal,
     assert_close,
+    assert_follows_device_and_dtype,
     assert_gradients_reach,
+    gradients_of,
     assert_init_loss,
+    assert_inputs_unchanged,
     assert_weight_stats,
     cause,
     dependency_map,
+    expect_raises,
     expect_tensor,
+    failing_line,
     greedy_continuation,
     model_outputs,
     perturb_token,
@@ -33,9 +38,9 @@ from grader.probes import (
     build_on_meta,
     generate_seeded,
     optimizer_groups,
-    parameter_gradients,
     set_parameter,
     tied_parameters,
+    train_steps,
 )
 from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
 
@@ -325,7 +330,7 @@ def causal(impl):
 def gradients_reach(impl):
     V = 11
     model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=2, n_head=2, n_embd=8, dropout=0.1, train=True)
-    grads = impl.probe(parameter_gradients, model, torch.randint(0, V, (3, 6)), torch.randint(0, V, (3, 6)))
+    grads = gradients_of(impl, model, torch.randint(0, V, (3, 6)), torch.randint(0, V, (3, 6)), what="GPT2")
     assert_gradients_reach(grads, "GPT2 (backward of the loss)")
 
 
