@@ -26,6 +26,10 @@ IN_PLACE_HINT = (
     "Callers keep using what they pass in: compute into a new tensor (x = x - m, not x -= m or "
     "x.sub_(m); masked_fill, not masked_fill_)."
 )
+DICT_HINT = (
+    "Callers keep using what they pass in: filter a dict you are given into a new one "
+    "({k: v for k, v in d.items() if ...}) rather than del or pop its keys, and leave its tensors as they are."
+)
 DEVICE_HINT = (
     "A tensor made inside forward without device= (torch.ones(T, T), torch.zeros(...), torch.arange(T)) "
     "stays on the CPU in float32 whatever the input: make it with device=x.device (and dtype=x.dtype), "
@@ -56,22 +60,36 @@ def _unchanged(before: torch.Tensor, after: Any) -> bool:
             and torch.equal(before.nan_to_num(), after.nan_to_num()))
 
 
+def _change(before: Any, after: Any) -> str:
+    """How an argument changed in place ('' when it did not): a tensor's values, or a dict's
+    keys and tensors (a state dict is an argument too)."""
+    if isinstance(before, torch.Tensor):
+        return "" if _unchanged(before, after) else _first_change(before, after)
+    if type(before) is dict:
+        if type(after) is not dict:
+            return f"it was a dict and is now a {type(after).__name__}"
+        gone, added = [k for k in before if k not in after], [k for k in after if k not in before]
+        if gone or added:
+            return "; ".join(f"keys {how} {keys[:3]}" for how, keys in (("removed", gone), ("added", added)) if keys)
+        return next((f"entry {k!r}: {change}" for k in before if (change := _change(before[k], after[k]))), "")
+    return ""
+
+
 def _compare_inputs(args: tuple, kwargs: dict, report: dict, what: str, names: tuple[str, ...]) -> None:
     sent = [*enumerate(args), *kwargs.items()]
     after = dict(enumerate(report["args"])) | report["kwargs"]
     for key, value in sent:
-        if isinstance(value, torch.Tensor) and not _unchanged(value, after.get(key)):
-            raise CheckFailure(
-                f"{what} changed its input {_argument_name(key, names)} in place: "
-                f"{_first_change(value, after.get(key))}. {IN_PLACE_HINT}"
-            )
+        change = _change(value, after.get(key))
+        if change:
+            raise CheckFailure(f"{what} changed its input {_argument_name(key, names)} in place: {change}. "
+                               f"{DICT_HINT if type(value) is dict else IN_PLACE_HINT}")
 
 
 def assert_inputs_unchanged(impl, fn, *args, what: str, names: tuple[str, ...] = (), **kwargs) -> Any:
     """Call `fn(*args, **kwargs)` twice: as given, then with every floating-point tensor
-    argument a leaf that requires grad. Fails when a tensor argument differs after a call, or
-    when an in-place operation on a leaf raised. `names` name the positional arguments in
-    messages. Returns the first call's result."""
+    argument a leaf that requires grad. Fails when a tensor argument (or a dict of them, such as
+    a state dict) differs after a call, or when an in-place operation on a leaf raised. `names`
+    name the positional arguments in messages. Returns the first call's result."""
     report = impl.probe(call_reporting_inputs, fn, args, kwargs)
     _compare_inputs(args, kwargs, report, what, names)
     if any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in (*args, *kwargs.values())):

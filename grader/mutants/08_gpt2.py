@@ -282,4 +282,78 @@ MUTANTS = [
         caught_by="generate_crops_context",
         message='Fix the check "greedy decoding: temperature=0 takes the argmax',
     ),
+    # --- general properties: inputs, device and dtype, large logits, randomness, options, errors ---
+    Mutant(
+        name="load_deletes_mask_buffers",
+        bug="load_hf_state_dict deletes HF's mask buffers from the state dict it is given",
+        file="gpt2.py",
+        find='theirs = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}',
+        replace=('for k in [k for k in state_dict if k.endswith((".attn.bias", ".attn.masked_bias"))]:\n'
+                 "            del state_dict[k]\n"
+                 "        theirs = state_dict"),
+        caught_by="inputs_unchanged",
+        message="changed its input state_dict in place",
+    ),
+    Mutant(
+        name="top_k_mask_made_on_cpu",
+        bug="top_k fills a new tensor made with torch.full (on the CPU, in float32) and scatters the top k into it",
+        file="gpt2.py",
+        find=("                    kth_largest = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]\n"
+              '                    logits = logits.masked_fill(logits < kth_largest, float("-inf"))\n'),
+        replace=("                    top = torch.topk(logits, min(top_k, logits.size(-1)))\n"
+                 '                    logits = torch.full(logits.shape, float("-inf")).scatter(1, top.indices, top.values)\n'),
+        caught_by="follows_device_and_dtype",
+        message="without device=",
+    ),
+    Mutant(
+        name="softmax_by_hand_in_generate",
+        bug="generate computes the probabilities as exp(logits) / sum(exp(logits)), without subtracting the max",
+        file="gpt2.py",
+        find="                probs = F.softmax(logits, dim=-1)\n",
+        replace="                probs = logits.exp() / logits.exp().sum(dim=-1, keepdim=True)\n",
+        caught_by="generate_stable_on_large_logits",
+        message="exp() of a large logit overflows",
+    ),
+    Mutant(
+        name="generator_seeded_when_none",
+        bug="generate makes its own generator seeded 1337 when none is given, so every call draws the same",
+        file="gpt2.py",
+        find="        for _ in range(max_new_tokens):\n            context = idx",
+        replace=("        if generator is None:\n"
+                 "            generator = torch.Generator().manual_seed(1337)\n"
+                 "        for _ in range(max_new_tokens):\n            context = idx"),
+        caught_by="generate_draws_anew",
+        message="makes its own seeded generator",
+    ),
+    Mutant(
+        name="betas_hard_coded",
+        bug="configure_optimizers passes betas=(0.9, 0.95) to AdamW whatever betas it is given",
+        file="gpt2.py",
+        find="torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)",
+        replace="torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), **extra)",
+        caught_by="optimizer_learning_rate_and_betas",
+        message="uses betas=(0.9, 0.95)",
+    ),
+    Mutant(
+        name="load_skips_unknown_weights",
+        bug="load_hf_state_dict skips weights the model lacks instead of raising a KeyError",
+        file="gpt2.py",
+        find="if missing or unexpected:",
+        replace="if missing:",
+        more_edits=(("            for key, value in theirs.items():\n",
+                     "            for key, value in theirs.items():\n"
+                     "                if key not in own:\n"
+                     "                    continue\n"),),
+        caught_by="load_hf_refuses_foreign",
+        message="raise a KeyError naming the key, rather than skip it",
+    ),
+    Mutant(
+        name="load_without_shape_check",
+        bug="load_hf_state_dict leaves shapes to copy_, which raises a RuntimeError instead of the documented ValueError",
+        file="gpt2.py",
+        find="                if value.shape != own[key].shape:\n",
+        replace="                if False:\n",
+        caught_by="load_hf_refuses_foreign",
+        message="should raise ValueError, but it raised RuntimeError",
+    ),
 ]

@@ -4,9 +4,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, assert_same_language_model, expect_tensor, share_weights
+from grader.checks import CheckFailure, assert_close, assert_same_language_model, expect_tensor, share_weights
 from grader.strategies import GPT_EDGE_SIZES, gpt_sizes, split_sizes
-from grader.probes import generate_seeded, optimizer_groups, tensor_layout
+from grader.probes import generate_seeded, optimizer_groups, tensor_layout, train_steps
+
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
 def twins(impl, ref, config):
@@ -76,3 +78,88 @@ def optimizer_matches_reference(impl, ref):
             f"Weight decay per parameter differs from the reference's at {diff[:4]}: yours "
             f"{[got.get(k) for k in diff[:4]]}, the reference's {[expected.get(k) for k in diff[:4]]}."
         )
+
+
+@check("generate equals the reference's on drawn sizes, prompts, temperatures and top_k (seeded)", points=1)
+@settings(max_examples=5)
+@given(sizes=gpt_sizes(), prompt=st.integers(1, 14), new=st.integers(1, 5),
+       temperature=st.sampled_from([0, 0.5, 1.0, 1.7]), top_k=st.sampled_from([None, 1, 2, 5]),
+       seed=st.integers(0, 1000))
+def generate_matches_reference(impl, ref, sizes, prompt, new, temperature, top_k, seed):
+    config, batch, _ = split_sizes(sizes)
+    ours, theirs = twins(impl, ref, config)
+    V = config["vocab_size"]
+    idx = torch.randint(0, V, (batch, prompt), generator=torch.Generator().manual_seed(seed))
+    # top_k is documented for 1..vocab_size; a prompt longer than block_size is cropped on the way.
+    kwargs = dict(temperature=temperature, top_k=None if top_k is None else min(top_k, V))
+    call = f"generate(idx of {prompt} tokens, {new}, temperature={temperature}, top_k={kwargs['top_k']}, generator=g)"
+    out = impl.probe(generate_seeded, ours, idx, new, seed, 0, **kwargs)
+    expected = ref.probe(generate_seeded, theirs, idx, new, seed, 0, **kwargs)
+    expect_tensor(out, call, tuple(expected.shape), torch.int64)
+    if not torch.equal(out, expected):
+        step = int((out != expected).any(0).nonzero()[0]) - prompt
+        raise CheckFailure(
+            f"With the reference's weights (block_size={config['block_size']}), {call} differs from the reference's "
+            f"from new token {step} on: yours {out[:, prompt:].tolist()}, the reference's "
+            f"{expected[:, prompt:].tolist()}."
+            + (" The prompt itself changed." if step < 0 else "")
+        )
+
+
+@check("configure_optimizers' AdamW takes the reference's steps, for drawn weight decay, learning rate and betas",
+       points=1)
+@settings(max_examples=3)
+@given(weight_decay=st.sampled_from([0.0, 0.1, 1.0]), lr=st.sampled_from([1e-2, 5e-2]),
+       betas=st.sampled_from([(0.9, 0.95), (0.5, 0.7), (0.8, 0.99)]), bias=st.booleans(), seed=st.integers(0, 1000))
+def optimizer_steps_match_reference(impl, ref, weight_decay, lr, betas, bias, seed):
+    config = dict(block_size=6, vocab_size=13, n_layer=2, n_head=2, n_embd=8, dropout=0.0, bias=bias)
+    ours, theirs = twins(impl, ref, config)
+    gen = torch.Generator().manual_seed(seed)
+    idx, targets = torch.randint(0, 13, (3, 6), generator=gen), torch.randint(0, 13, (3, 6), generator=gen)
+
+    def two_steps(side, model):
+        optimizer = model.configure_optimizers(weight_decay, lr, betas, "cpu")
+        # A backward of the loss (the probe's own AdamW at lr=0 moves nothing); then a step on
+        # those gradients and one on zero gradients, which shows the moments and the decay.
+        side.probe(train_steps, model, idx, targets, 1, 0.0)
+        optimizer.step()
+        model.zero_grad(set_to_none=False)
+        optimizer.step()
+        return model.state_dict()
+
+    got, expected = two_steps(impl, ours), two_steps(ref, theirs)
+    call = f"configure_optimizers({weight_decay}, {lr}, {betas})"
+    for name, value in expected.items():
+        if name in got and value.is_floating_point():
+            assert_close(got[name], value, f"{name} after two steps of {call} (bias={bias})", rtol=1e-5, atol=1e-3 * lr,
+                         hint="Same weights, same gradients: the optimizer differs. Check lr, betas and which group "
+                              "(weight decay or none) each parameter is in.")
+
+
+@check("load_hf_state_dict and num_parameters equal the reference's on drawn sizes", points=1)
+@settings(max_examples=5)
+@given(sizes=gpt_sizes(max_layers=3), seed=st.integers(0, 1000))
+@example(sizes=GPT_EDGE_SIZES, seed=0)
+def loading_matches_reference(impl, ref, sizes, seed):
+    config, batch, T = split_sizes(sizes)
+    ours, theirs = twins(impl, ref, config)
+    count, expected_count = ours.num_parameters(), theirs.num_parameters()
+    if type(count) is not int or count != expected_count:
+        raise CheckFailure(f"GPT2Config({config}): num_parameters() returned {count!r}, the reference "
+                           f"{expected_count:,}.")
+    # HuggingFace's layout from a fresh reference model: its weights and biases (not the reference's
+    # mask buffer, 'tril'), with the four Conv1D weights transposed to (in, out).
+    torch.manual_seed(seed)
+    source = ref.module("gpt2").GPT2(ref.module("gpt2").GPT2Config(**config)).state_dict()
+    hf_state = {k: (v.t() if k.endswith(CONV1D_WEIGHTS) else v) for k, v in source.items()
+                if k.endswith((".weight", ".bias"))}
+    ours.load_hf_state_dict(hf_state)
+    theirs.load_hf_state_dict(hf_state)
+    state, expected = ours.state_dict(), theirs.state_dict()
+    for name in hf_state:
+        if name in state:
+            assert_close(state[name], expected[name], f"{name} after load_hf_state_dict", rtol=0, atol=0,
+                         hint="Copy each weight into the parameter of the same name, the four Conv1D weights "
+                              "(attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) transposed.")
+    assert_same_language_model(ours, theirs, config["vocab_size"], batch, T, seed,
+                               hint="The weights were loaded alike, so the difference is in the computation.")

@@ -170,10 +170,11 @@ def parameter_count_any_size(impl, sizes):
     expected = count_from_config(**config)
     if counted != expected:
         V, C = config["vocab_size"], config["n_embd"]
-        why = ("It counts the tied wte/lm_head matrix twice." if counted == expected + V * C
-               else "Count each parameter once: sum(p.numel() for p in self.parameters()).")
+        why = ("\n" + cause("It counts the tied wte/lm_head matrix twice: self.parameters() yields it once.")
+               if counted == expected + V * C else " Count each parameter once: sum(p.numel() for p in "
+               "self.parameters()).")
         raise CheckFailure(f"GPT2Config({config}): num_parameters() returned {counted!r}; GPT-2's shapes give "
-                           f"{expected:,}. {why}")
+                           f"{expected:,}.{why}")
 
 
 def tied_by_behaviour(impl, model, idx, V: int, C: int) -> bool:
@@ -243,18 +244,19 @@ def init_statistics(impl):
     default_linear = "PyTorch's default nn.Linear init (uniform, std 1/sqrt(3 * fan_in))"
     for name, w in (("transformer.wte.weight", state["transformer.wte.weight"]),
                     ("transformer.wpe.weight", state["transformer.wpe.weight"])):
-        hint = ("Its std is about 1: nn.Embedding's default init, normal(0, 1). GPT-2 initializes embeddings "
-                "with normal(0, 0.02) too (in _init_weights, for nn.Embedding)." if std_of(w) > 0.5 else
-                "Embeddings get normal(0, 0.02), like the Linear weights.")
+        hint = ("\n" + cause("Its std is about 1: nn.Embedding's default init, normal(0, 1), is still there. GPT-2 "
+                              "initializes embeddings with normal(0, 0.02) too (in _init_weights, for nn.Embedding).")
+                if std_of(w) > 0.5 else "Embeddings get normal(0, 0.02), like the Linear weights.")
         assert_weight_stats(w, name, 0.0, 0.02, mean_tol=0.002, std_rel_tol=0.1, hint=hint)
     for suffix in ("attn.c_attn.weight", "mlp.c_fc.weight"):
         w = gather(suffix)
         s = std_of(w)
         if abs(s - 0.02 / math.sqrt(2 * n_layer)) < 0.002:
-            hint = ("It is scaled like a residual projection: only the weights whose names end in 'c_proj.weight' "
-                    "(attn.c_proj and mlp.c_proj) get 0.02 / sqrt(2 * n_layer); c_attn and c_fc keep 0.02.")
+            hint = "\n" + cause("It is scaled like a residual projection: only the weights whose names end in "
+                               "'c_proj.weight' (attn.c_proj and mlp.c_proj) get 0.02 / sqrt(2 * n_layer); c_attn "
+                               "and c_fc keep 0.02.")
         elif abs(s - 1 / math.sqrt(3 * C)) < 0.1 / math.sqrt(3 * C):
-            hint = f"That is {default_linear}: apply _init_weights to every module with self.apply."
+            hint = "\n" + cause(f"That is {default_linear}: apply _init_weights to every module with self.apply.")
         else:
             hint = "Every nn.Linear weight gets normal(0, 0.02)."
         assert_weight_stats(w, f"transformer.h.*.{suffix} (all {n_layer} blocks)", 0.0, 0.02, mean_tol=0.002,
@@ -271,7 +273,7 @@ def init_statistics(impl):
                                    "so that the variances of the 2 * n_layer additions sum to what one would give."),
             (1 / math.sqrt(3 * fan_in), f"{default_linear}: your init never reached it."),
         )
-        hint = next((why for value, why in candidates if abs(s - value) < 0.1 * value),
+        hint = next(("\n" + cause(f"{suffix} is {why}") for value, why in candidates if abs(s - value) < 0.1 * value),
                     "Expected 0.02 / sqrt(2 * n_layer) for the residual projections (names ending in "
                     "'c_proj.weight').")
         assert_weight_stats(gather(suffix), f"transformer.h.*.{suffix} (all {n_layer} blocks, n_layer={n_layer})",
@@ -284,19 +286,21 @@ def init_statistics(impl):
                 what = "gain" if name.endswith("weight") else "bias"
                 raise CheckFailure(
                     f"{name} (a LayerNorm {what}) at initialization has mean {value.mean().item():.3g} and std "
-                    f"{value.std().item():.3g}; it must stay at {'ones' if what == 'gain' else 'zeros'}. Your init "
-                    "reached the LayerNorms: touch only nn.Linear and nn.Embedding modules (a loop over every "
-                    "parameter re-draws the gains too, and a gain near 0 switches its features off)."
+                    f"{value.std().item():.3g}; it must stay at {'ones' if what == 'gain' else 'zeros'}.\n"
+                    + cause("Your init reached the LayerNorms: touch only nn.Linear and nn.Embedding modules (a loop "
+                            "over every parameter re-draws the gains too, and a gain near 0 switches its features "
+                            "off).")
                 )
     for name, value in state.items():
         is_norm = ".ln_1." in name or ".ln_2." in name or name.startswith("transformer.ln_f.")
         if name.endswith(".bias") and not is_norm and value.abs().max() > 0:
             drawn = abs(value.double().std().item() - 0.02) < 0.005
-            cause = ("They were drawn from normal(0, 0.02) like the weights" if drawn else
-                     "PyTorch's default nn.Linear bias is uniform and non-zero")
+            origin = ("They were drawn from normal(0, 0.02) like the weights" if drawn else
+                      "PyTorch's default nn.Linear bias is uniform and non-zero, and your init left it")
             raise CheckFailure(
-                f"{name} at initialization is not zero (largest |value| {value.abs().max().item():.3g}). {cause}; "
-                "GPT-2 starts every Linear bias at 0 (nn.init.zeros_(module.bias) in _init_weights)."
+                f"{name} at initialization is not zero (largest |value| {value.abs().max().item():.3g}).\n"
+                + cause(f"{origin}; GPT-2 starts every Linear bias at 0 (nn.init.zeros_(module.bias) in "
+                        "_init_weights).")
             )
 
 
@@ -308,8 +312,9 @@ def init_loss(impl):
     expect_tensor(loss, "loss", (), torch.float32)
     assert_init_loss(loss.item(), V, tolerance=0.1, hint=(
         "With GPT-2's init the logits start tiny (std about 0.02 * sqrt(n_embd)), so every token is about equally "
-        "likely. A larger loss means large initial logits: with the tied head, embeddings left at nn.Embedding's "
-        "default normal(0, 1) make every logit huge. Initialize nn.Embedding weights with normal(0, 0.02)."))
+        "likely." + ("\n" + cause("Your initial logits are large: with the tied head, embeddings left at "
+                                  "nn.Embedding's default normal(0, 1) make every logit huge. Initialize nn.Embedding "
+                                  "weights with normal(0, 0.02).") if loss.item() > math.log(V) else "")))
 
 
 # --- the model as a whole ------------------------------------------------------------------------
@@ -340,12 +345,14 @@ def dropout_train_eval(impl):
     model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8, dropout=0.5, train=True)
     idx = torch.randint(0, V, (2, 6))
     if torch.equal(logits_of(model, idx), logits_of(model, idx)):
-        raise CheckFailure("With dropout=0.5, two calls in train mode gave the same logits: GPT2Config.dropout must "
-                           "reach the model (pass the config on to stage 07's GPT).")
+        raise CheckFailure("With dropout=0.5, two calls in train mode gave the same logits.\n"
+                           + cause("GPT2Config.dropout does not reach the model: pass the config on to stage 07's "
+                                   "GPT."))
     model.eval()
     if not torch.equal(logits_of(model, idx), logits_of(model, idx)):
-        raise CheckFailure("With dropout=0.5, two calls in eval mode gave different logits: dropout is still on in "
-                           "eval mode.")
+        raise CheckFailure("With dropout=0.5, two calls in eval mode gave different logits.\n"
+                           + cause("Dropout is still on in eval mode: use nn.Dropout (or F.dropout with "
+                                   "training=self.training), which eval() switches off."))
 
 
 # --- the optimizer -------------------------------------------------------------------------------
@@ -495,8 +502,16 @@ def generate_greedy(impl):
         try:
             out = model.generate(idx, n, **kwargs)
         except LearnerError as exc:
-            hint = (" temperature=0 means greedy: take logits.argmax(-1) instead of dividing by 0 (which gives inf and "
-                    "NaN probabilities)." if "temperature" in how else "")
+            # The hint comes from what failed: probabilities that hold inf or NaN, or a division by zero.
+            text = f"{exc.original} {failing_line(exc)}".lower()
+            not_finite = "nan" in text or "inf" in text or isinstance(exc.original, ZeroDivisionError)
+            hint = ""
+            if not_finite and "temperature" in how:
+                hint = "\n" + cause("temperature=0 means greedy: take logits.argmax(-1) instead of dividing by 0 "
+                                   "(which gives inf and NaN probabilities).")
+            elif not_finite:
+                hint = "\n" + cause("With top_k=1 every logit became -inf, so the probabilities are NaN: set only the "
+                                   "logits below the k-th largest to -inf (<, not <=), so that the largest survives.")
             raise CheckFailure(f"generate(idx, {n}, {how}) failed: {exc.describe()}{hint}") from None
         expect_tensor(out, f"generate(idx, {n}, {how})", (3, T + n), torch.int64)
         if not torch.equal(out[:, :T], idx):
@@ -579,8 +594,10 @@ def generate_top_k(impl):
             b = int((rank >= k).nonzero()[0])
             raise CheckFailure(
                 f"With top_k={k}, row {b} sampled token {int(out[b, t])} at position {t}, which is only number "
-                f"{int(rank[b]) + 1} in order of likelihood there. Set every logit below the top_k-th largest to -inf "
-                "before the softmax (torch.topk(logits, k).values[:, [-1]] is the k-th largest per row)."
+                f"{int(rank[b]) + 1} in order of likelihood there.\n"
+                + cause("Your generate lets tokens outside the top k through: set every logit below the top_k-th "
+                        "largest to -inf before the softmax (torch.topk(logits, k).values[:, [-1]] is the k-th largest "
+                        "per row).")
             )
 
 
@@ -635,13 +652,15 @@ def generate_uses_generator(impl):
     if not torch.equal(a, b):
         raise CheckFailure(
             "generate(idx, 8, generator=torch.Generator().manual_seed(7)) gave different tokens when torch's global "
-            f"seed changed ({a[:, 2:].tolist()} vs {b[:, 2:].tolist()}): it samples from the global random generator "
-            "and ignores the one it is given. Pass it on: torch.multinomial(probs, 1, generator=generator)."
+            f"seed changed ({a[:, 2:].tolist()} vs {b[:, 2:].tolist()}).\n"
+            + cause("Your generate samples from the global random generator and ignores the one it is given. Pass it "
+                    "on: torch.multinomial(probs, 1, generator=generator).")
         )
     c = impl.probe(generate_seeded, model, idx, 8, seed=8, global_seed=1)
     if torch.equal(a, c):
-        raise CheckFailure("generate gave the same 32 sampled tokens with generators seeded 7 and 8: it does not "
-                           "sample from the generator it is given (torch.multinomial(probs, 1, generator=generator)).")
+        raise CheckFailure("generate gave the same 32 sampled tokens with generators seeded 7 and 8.\n"
+                           + cause("Your generate does not sample from the generator it is given: "
+                                   "torch.multinomial(probs, 1, generator=generator)."))
 
 
 # --- loading HuggingFace weights -----------------------------------------------------------------
@@ -752,7 +771,10 @@ def load_hf_buffers_and_errors(impl):
         raise CheckFailure(
             f"load_hf_state_dict failed on a state dict that holds HuggingFace's mask buffers "
             f"('transformer.h.0.attn.bias', 'transformer.h.0.attn.masked_bias'): {exc.describe()}\n"
-            "They are not weights: skip keys ending in '.attn.bias' or '.attn.masked_bias'."
+            + (cause("Your loading takes the mask buffers for weights. They are not: skip keys ending in "
+                     "'.attn.bias' or '.attn.masked_bias'.")
+               if "attn.bias" in f"{exc.original} {failing_line(exc)}" or "masked_bias" in str(exc.original) else
+               "They are not weights: skip keys ending in '.attn.bias' or '.attn.masked_bias'.")
         ) from None
     got = model.state_dict()["transformer.h.0.attn.c_attn.weight"]
     assert_close(got, hf_state["transformer.h.0.attn.c_attn.weight"].t(), "transformer.h.0.attn.c_attn.weight",
@@ -767,6 +789,200 @@ def load_hf_buffers_and_errors(impl):
                            f"raised {type(exc.original).__name__}; expected a KeyError naming the key.") from None
     raise CheckFailure(
         "load_hf_state_dict accepted a state dict without 'transformer.h.1.mlp.c_fc.weight' and left that weight "
-        "random. Check that every parameter of the model is in the state dict, and raise a KeyError naming what is "
-        "missing."
+        "random.\n" + cause("Your loading does not check that every parameter of the model is in the state dict: "
+                            "raise a KeyError naming what is missing.")
     )
+
+
+# --- general properties (grader/checks/properties.py) -----------------------------------------
+
+
+def hf_layout_state_dict(config: dict, seed: int) -> dict:
+    """A GPT-2 state dict laid out as HuggingFace's GPT2LMHeadModel saves it (Conv1D weights
+    stored (in, out), lm_head.weight beside the tied wte), with random values. Built here from
+    the sizes alone, so that it needs neither transformers nor the learner's names."""
+    C, V = config["n_embd"], config["vocab_size"]
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config["block_size"], C)}
+    for i in range(config["n_layer"]):
+        for name, shape in (("ln_1.weight", (C,)), ("ln_1.bias", (C,)), ("attn.c_attn.weight", (C, 3 * C)),
+                            ("attn.c_attn.bias", (3 * C,)), ("attn.c_proj.weight", (C, C)), ("attn.c_proj.bias", (C,)),
+                            ("ln_2.weight", (C,)), ("ln_2.bias", (C,)), ("mlp.c_fc.weight", (C, 4 * C)),
+                            ("mlp.c_fc.bias", (4 * C,)), ("mlp.c_proj.weight", (4 * C, C)), ("mlp.c_proj.bias", (C,))):
+            shapes[f"transformer.h.{i}.{name}"] = shape
+    shapes |= {"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)}
+    gen = torch.Generator().manual_seed(seed)
+    state = {name: 0.2 * torch.randn(shape, generator=gen) for name, shape in shapes.items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]  # HuggingFace saves the tied tensor under both names
+    return state
+
+
+def with_mask_buffers(state: dict, config: dict) -> dict:
+    """`state` plus the causal-mask buffers older transformers versions saved in every attention layer."""
+    bs, legacy = config["block_size"], dict(state)
+    for i in range(config["n_layer"]):
+        legacy[f"transformer.h.{i}.attn.bias"] = torch.tril(torch.ones(bs, bs, dtype=torch.bool)).view(1, 1, bs, bs)
+        legacy[f"transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    return legacy
+
+
+@check("forward, generate and load_hf_state_dict leave their inputs unchanged", points=1)
+def inputs_unchanged(impl):
+    V = HF_SIZES["vocab_size"]
+    model = new_gpt2(impl, **HF_SIZES)
+    gen = torch.Generator().manual_seed(3)
+    idx, targets = torch.randint(0, V, (2, 6), generator=gen), torch.randint(0, V, (2, 6), generator=gen)
+    assert_inputs_unchanged(impl, model, idx, targets, what="model(idx, targets)", names=("idx", "targets"))
+    assert_inputs_unchanged(impl, model.generate, idx, 3, what="generate(idx, 3, temperature=0.8, top_k=5)",
+                            names=("idx",), temperature=0.8, top_k=5)
+    state = with_mask_buffers(hf_layout_state_dict(HF_SIZES, seed=5), HF_SIZES)
+    assert_inputs_unchanged(impl, model.load_hf_state_dict, state, what="load_hf_state_dict(state_dict)",
+                            names=("state_dict",))
+
+
+@check("forward and generate follow the model's device and dtype (meta, float64): nothing made on a fixed device",
+       points=1)
+def follows_device_and_dtype(impl):
+    V, bs = 13, 8
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    idx = torch.randint(0, V, (2, 5), generator=torch.Generator().manual_seed(4))
+    assert_follows_device_and_dtype(impl, model, idx, idx, what="GPT2(idx, targets)")
+    model.to(device="meta", dtype=torch.float64)  # generate is a method: the model moves first, as .to("cuda") would
+    for how, kwargs in (("temperature=0", dict(temperature=0)), ("temperature=0.8, top_k=3", dict(temperature=0.8,
+                                                                                                  top_k=3))):
+        # bs new tokens after 5: the context is cropped on the way
+        assert_follows_device_and_dtype(impl, model.generate, idx, bs, what=f"generate(idx, {bs}, {how})", **kwargs)
+
+
+@check("sampling stays correct on very large logits (the tied embedding times 10 and 100)", points=1)
+def generate_stable_on_large_logits(impl):
+    V, C, bs, T, n = 12, 16, 8, 3, 4
+    model = new_gpt2(impl, block_size=bs, vocab_size=V, n_layer=1, n_head=2, n_embd=C)
+    gen = torch.Generator().manual_seed(6)
+    embedding, idx = torch.randn(V, C, generator=gen), torch.randint(0, V, (8, T), generator=gen)
+    state = model.state_dict()
+    for scale in (10, 100):
+        state["transformer.wte.weight"] = state["lm_head.weight"] = embedding * scale
+        model.load_state_dict(state)
+        what = f"generate(idx, {n}) with logits up to {logits_of(model, idx).abs().max().item():.0f}"
+        try:
+            out = impl.probe(generate_seeded, model, idx, n, seed=scale, global_seed=0)
+        except LearnerError as exc:
+            text = str(exc.original)
+            overflow = "inf" in text or "nan" in text or "inf" in failing_line(exc) or "exp" in failing_line(exc)
+            raise CheckFailure(f"{what} failed: {exc.describe()}" + (
+                "\n" + cause("The probabilities you sample from hold inf or NaN: exp() of a large logit overflows "
+                             "(exp(89) is already inf in float32). Use F.softmax, which subtracts each row's max "
+                             "before exp().") if overflow else "")) from None
+        expect_tensor(out, what, (8, T + n), torch.int64)
+        for t in range(T, T + n):
+            probs = F.softmax(logits_of(model, out[:, max(0, t - bs):t])[:, -1].double(), -1)
+            picked = probs.gather(1, out[:, t:t + 1].clamp(0, V - 1))[:, 0]
+            if (picked < 1e-9).any():
+                b = int((picked < 1e-9).nonzero()[0])
+                raise CheckFailure(
+                    f"{what}: row {b} sampled token {int(out[b, t])} at position {t}, whose probability under "
+                    f"softmax(logits) is {picked[b].item():.3g}; the likeliest token there has "
+                    f"{probs[b].max().item():.3g}. Sample from F.softmax(logits, dim=-1), which stays exact for large "
+                    "logits."
+                )
+
+
+@check("generate draws new samples on every call when no generator is given", points=1)
+def generate_draws_anew(impl):
+    V = 14
+    model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    state = model.state_dict()
+    state["transformer.wte.weight"] = state["lm_head.weight"] = 0.3 * torch.randn(V, 8)
+    model.load_state_dict(state)
+    idx = torch.randint(0, V, (4, 2))
+    first, second = model.generate(idx, 8), model.generate(idx, 8)
+    expect_tensor(first, "generate(idx, 8)", (4, 10), torch.int64)
+    if torch.equal(first, second):
+        raise CheckFailure(
+            "Two calls of generate(idx, 8) without a generator gave the same 32 sampled tokens.\n"
+            + cause("Your generate makes its own seeded generator (or seeds torch) when none is given. Pass "
+                    "generator=generator on to torch.multinomial as it is: None draws from PyTorch's global random "
+                    "numbers, which move on after each call.")
+        )
+
+
+def adamw_second_step_ratio(beta1: float, beta2: float) -> float:
+    """AdamW's second step over its first when the second step's gradient is zero (and the
+    first's far above eps): m and v decay by beta1 and beta2, and bias correction divides by
+    1 - beta^2, so the step shrinks by beta1 / (1 + beta1) * sqrt((1 + beta2) / beta2)."""
+    return beta1 / (1 + beta1) * math.sqrt((1 + beta2) / beta2)
+
+
+@check("configure_optimizers honours learning_rate and betas: its AdamW steps as they prescribe", points=1)
+def optimizer_learning_rate_and_betas(impl):
+    V, lr, betas = 20, 1e-2, (0.5, 0.6)
+    model = new_gpt2(impl, block_size=8, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
+    gen = torch.Generator().manual_seed(9)
+    idx, targets = torch.randint(0, V, (4, 8), generator=gen), torch.randint(0, V, (4, 8), generator=gen)
+    call = f"configure_optimizers(weight_decay=0.0, learning_rate={lr}, betas={betas})"
+    optimizer = model.configure_optimizers(weight_decay=0.0, learning_rate=lr, betas=betas, device_type="cpu")
+    before = model.state_dict()
+    # A backward of the loss (with a step of the probe's own AdamW at lr=0, which moves nothing):
+    # the gradients stay on the parameters for the optimizer under test.
+    impl.probe(train_steps, model, idx, targets, 1, 0.0)
+    optimizer.step()
+    first = model.state_dict()
+    model.zero_grad(set_to_none=False)  # a second step on zero gradients moves by the moments alone
+    optimizer.step()
+    second = model.state_dict()
+    # Judged from the weights alone: AdamW's first step is learning_rate * g / (|g| + eps), so
+    # learning_rate wherever |g| is far above eps, and the second step's ratio to it is set by the betas.
+    steps = [(first[k] - before[k]).double().flatten() for k in before if before[k].is_floating_point()]
+    seconds = [(second[k] - first[k]).double().flatten() for k in before if before[k].is_floating_point()]
+    step1, step2 = torch.cat(steps), torch.cat(seconds)
+    moved = step1[step1 != 0].abs()
+    if moved.numel() == 0:
+        raise CheckFailure(f"One optimizer.step() of {call} after backward moved no weight: the optimizer does not "
+                           "hold the model's parameters.")
+    size = moved.max().item()
+    if abs(size - lr) > 1e-3 * lr:
+        raise CheckFailure(
+            f"The first step of {call} moved the weights by up to {size:.4g}; AdamW's first step is learning_rate "
+            f"= {lr} wherever the gradient is not tiny.\n" + cause("Pass lr=learning_rate to torch.optim.AdamW.")
+        )
+    full = step1.abs() > (1 - 1e-4) * lr  # the gradient is far above eps there
+    ratio = (step2[full] / step1[full]).median().item()
+    want = adamw_second_step_ratio(*betas)
+    if abs(ratio - want) > 5e-3 * want:
+        candidates = (((0.9, 0.95), "uses betas=(0.9, 0.95), the default of configure_optimizers, whatever betas it "
+                                    "is given"),
+                      ((0.9, 0.999), "passes no betas to AdamW, so AdamW's own default (0.9, 0.999) applies"),
+                      ((betas[1], betas[0]), "swaps beta1 and beta2"))
+        found = next((why for pair, why in candidates
+                      if abs(ratio - adamw_second_step_ratio(*pair)) < 2e-3 * adamw_second_step_ratio(*pair)), None)
+        raise CheckFailure(
+            f"After one step on the loss's gradient and one on zero gradients, {call}'s second step is {ratio:.4f} "
+            f"times its first; with betas={betas} AdamW's is {want:.4f}.\n"
+            + cause(f"Your configure_optimizers {found}: pass betas=betas to torch.optim.AdamW." if found else
+                    "Pass betas=betas to torch.optim.AdamW, and nothing that changes its moments.")
+        )
+
+
+@check("load_hf_state_dict refuses a state dict that is not this model's: KeyError for a weight it lacks, "
+       "ValueError for a wrong shape", points=1)
+def load_hf_refuses_foreign(impl):
+    C, bs = HF_SIZES["n_embd"], HF_SIZES["block_size"]
+    state = hf_layout_state_dict(HF_SIZES, seed=7)
+    extra = "transformer.h.2.mlp.c_fc.weight"
+    deeper = state | {extra: torch.randn(C, 4 * C)}  # a weight of a 3-layer model
+    raised = expect_raises(
+        lambda: new_gpt2(impl, **HF_SIZES).load_hf_state_dict(deeper), KeyError,
+        f"load_hf_state_dict of a state dict holding {extra!r}, which this 2-layer model lacks,",
+        hint="\n" + cause("A weight this model lacks means the state dict belongs to another model: compare its keys "
+                          "with your model's and raise a KeyError naming the key, rather than skip it."))
+    if extra not in str(raised.original):
+        raise CheckFailure(f"load_hf_state_dict raised KeyError({str(raised.original)[:120]}) for a state dict "
+                           f"holding {extra!r}, which this model lacks; the error should name that key.")
+    longer = state | {"transformer.wpe.weight": torch.randn(2 * bs, C)}  # a model with a longer context
+    expect_raises(
+        lambda: new_gpt2(impl, **HF_SIZES).load_hf_state_dict(longer), ValueError,
+        f"load_hf_state_dict of a state dict whose transformer.wpe.weight is {(2 * bs, C)} (this model's is "
+        f"{(bs, C)})",
+        hint="\n" + cause("Compare each shape (after transposing the Conv1D weights) with your parameter's before "
+                          "copying, and raise a ValueError naming the key: copy_ alone raises a RuntimeError, or "
+                          "broadcasts a shape that fits silently."))
