@@ -772,6 +772,30 @@ def autocast_forward_only(impl):
     if any(c["autocast"] for c in plain["calls"]):
         raise CheckFailure("With amp_dtype=None, the forward still ran under autocast; None means full precision "
                            "(torch.autocast(..., enabled=False), or no autocast at all).")
+    # What the records say must show in the loss train_step returns, computed again here: TinyLM's
+    # head runs in bfloat16 under autocast, which moves the loss by about 1e-3, far above float32's
+    # rounding.
+    for amp_dtype, run in ((torch.bfloat16, result), (None, plain)):
+        returned, expected = run["returned"][0][0], tiny_lm_loss(batches, seed=7, amp_dtype=amp_dtype)
+        if not math.isclose(returned, expected, rel_tol=1e-5, abs_tol=1e-6):
+            other = tiny_lm_loss(batches, seed=7, amp_dtype=None if amp_dtype else torch.bfloat16)
+            why = (f"the loss of a forward {'in full precision' if amp_dtype else 'under bf16 autocast'} instead"
+                   if math.isclose(returned, other, rel_tol=1e-5, abs_tol=1e-6) else "neither")
+            raise CheckFailure(
+                f"With amp_dtype={amp_dtype}, train_step returned the loss {returned:.7g}; the mean of the micro-batch "
+                f"losses {'under bf16 autocast' if amp_dtype else 'in full precision'} is {expected:.7g} ({why}). "
+                "Run model(x, y) inside torch.autocast(device_type=x.device.type, dtype=amp_dtype) when amp_dtype is "
+                "given, and without autocast when it is None."
+            )
+
+
+def tiny_lm_loss(batches, seed: int, amp_dtype) -> float:
+    """The mean loss of TinyLM(seed) over `batches`, under autocast to amp_dtype (None: none), computed here."""
+    model, losses = TinyLM(seed=seed), []
+    for x, y in batches:
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            losses.append(model(x, y)[1].float())
+    return torch.stack(losses).mean().item()
 
 
 @check("under DDP (a model with no_sync), every micro-batch but the last skips the all-reduce", points=2)
