@@ -133,7 +133,7 @@ class Implementation:
 
     def probe(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """Run a trusted grader function on learner objects (for gradients, modes, parameters)."""
-        return self._call(fn, args, kwargs, fn.__name__)
+        return self._call(fn, args, kwargs, probe_call(fn, args))
 
     def _call(self, fn: Callable, args: tuple, kwargs: dict, call: str) -> Any:
         args, kwargs = unwrap(args), unwrap(kwargs)
@@ -208,6 +208,15 @@ class LearnerCallable:
 
     def __repr__(self) -> str:
         return f"<{self._name} from {self._impl.label}>"
+
+
+def probe_call(fn: Callable, args: tuple) -> str:
+    """How messages name a probe's call: by the learner's object it runs (`attention.Head(...)`),
+    which the learner knows, rather than by the grader's helper."""
+    learner = next((a for a in args if isinstance(a, (ObjectHandle, LearnerCallable))), None)
+    if learner is None:
+        return fn.__name__
+    return learner._name if isinstance(learner, ObjectHandle) else f"{learner._name}()"
 
 
 def unwrap(value: Any) -> Any:

@@ -133,6 +133,31 @@ def test_handles_behave_like_in_process():
         remote.close()
 
 
+@pytest.mark.parametrize("isolated", [False, True])
+def test_a_probe_is_named_by_the_learners_object(isolated):
+    """An error raised in learner code under a probe names the learner's object the grader called
+    (attention.Head(...)), never the grader's helper (call_seeded), which the learner never saw."""
+    from grader.probes import call_seeded
+
+    stage = COURSE.stage("05_attention")
+    impl = resolve(COURSE, stage, "solutions", "reference")
+    impl = RemoteImplementation(impl, COURSE) if isolated else impl
+    try:
+        impl.load({s for st in COURSE.stages for s in st.module_names})
+        if isolated:
+            impl.begin_check("probe names", 60)
+        head = impl.module("attention").Head(8, 4, 8)
+        with pytest.raises(LearnerError) as raised:
+            impl.probe(call_seeded, head, 0, torch.randn(2, 3, 5))  # 5 channels, the head wants 8
+        assert raised.value.call == "attention.Head(...)"
+        assert "call_seeded" not in raised.value.describe()
+        if isolated:
+            impl.end_check()
+    finally:
+        if isolated:
+            impl.close()
+
+
 def test_answers_are_never_unpickled():
     """What the child sends is JSON and raw numbers: a pickle is rejected, not run."""
     import pickle

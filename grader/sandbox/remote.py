@@ -24,7 +24,15 @@ from hypothesis import register_random
 
 from .. import intake
 from ..course import Course, Stage
-from ..handle import Implementation, LearnerCallable, LearnerError, LoadError, NotImplementedByLearner, ObjectHandle
+from ..handle import (
+    Implementation,
+    LearnerCallable,
+    LearnerError,
+    LoadError,
+    NotImplementedByLearner,
+    ObjectHandle,
+    probe_call,
+)
 from . import protocol, wire
 from .jail import Sandbox, SandboxFailure, _size, start_sandbox, tree_cpu_seconds
 
@@ -246,8 +254,9 @@ class RemoteImplementation:
                 f"impl.probe({name or fn!r}): probes run in the learner's process in isolated mode, so they must be "
                 "functions of grader/probes.py."
             )
-        reply = self._request("probe", fn.__name__, module=module, name=name, args=self._send(args), kwargs=self._send(kwargs))
-        return self._answer(reply, fn.__name__)
+        call = probe_call(fn, args)
+        reply = self._request("probe", call, module=module, name=name, args=self._send(args), kwargs=self._send(kwargs))
+        return self._answer(reply, call)
 
     def _call(self, hid: int, generation: int, args: tuple, kwargs: dict, call: str) -> Any:
         self._check_generation(generation, call)
