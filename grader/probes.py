@@ -666,7 +666,10 @@ def _describe(value):
 class _OneDevice(torch.overrides.TorchFunctionMode):
     """Raises where an operation mixes a CPU tensor (more than a scalar) with tensors on another
     device, as a GPU would. The meta device alone lets some of these through (an embedding
-    looked up with CPU indices)."""
+    looked up with CPU indices). What a GPU accepts across devices passes: indexing a tensor
+    with CPU indices (x[idx]) and copying between devices (copy_)."""
+
+    CROSSES_DEVICES = (torch.Tensor.__getitem__, torch.Tensor.copy_)
 
     def __init__(self, device: str):
         super().__init__()
@@ -675,7 +678,7 @@ class _OneDevice(torch.overrides.TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-        if any(t.device.type == self.device for t in tensors):
+        if func not in self.CROSSES_DEVICES and any(t.device.type == self.device for t in tensors):
             stray = next((t for t in tensors if t.device.type == "cpu" and t.dim() > 0), None)
             if stray is not None:
                 name = getattr(func, "__name__", str(func))
