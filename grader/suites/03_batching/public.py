@@ -55,6 +55,12 @@ def split_sizes_and_order(impl, n, fraction):
         raise CheckFailure(f"{call} returned {len(result)} items; expected two tensors, (train, val).")
     train, val = result
     k = int(fraction * n)
+    if isinstance(train, torch.Tensor) and len(train) == int(0.9 * n) != k:
+        raise CheckFailure(
+            f"train from {call} on {n} tokens holds {len(train)} tokens, expected int({fraction} * {n}) = {k}.\n"
+            + cause(f"Your split keeps 90% whatever train_fraction says: use the train_fraction argument "
+                    "(0.9 is only its default), n = int(train_fraction * len(data)).")
+        )
     expect_tensor(train, f"train from {call} on {n} tokens", (k,), torch.int64,
                   hint=f"The first int({fraction} * {n}) = {k} tokens are the training data, in data's dtype.")
     expect_tensor(val, f"val from {call} on {n} tokens", (n - k,), torch.int64,
@@ -121,17 +127,55 @@ def split_keeps_dtype(impl):
 # --- get_batch --------------------------------------------------------------------------------
 
 
+PAST_THE_END = (
+    "Your get_batch draws a start beyond len(data) - block_size - 1, so its window runs past the end of the data: "
+    "torch.randint(high, ...) draws from [0, high), so high = len(data) - block_size."
+)
+
+
+BOUND_TOO_SMALL = (
+    "Your upper bound for the starts is too small: with exactly block_size + 1 tokens there is one valid start, 0, "
+    "and torch.randint(high, ...) needs high = len(data) - block_size = 1, since its upper bound is exclusive. "
+    "One less and the last window is never drawn."
+)
+
+
+def window_error_cause(exc: LearnerError) -> str:
+    """The diagnosis of an exception from get_batch, read from the error and the line that raised
+    it: a window cut past the end of the data is shorter than the others (torch.stack refuses
+    it) or indexes beyond the data; torch.randint refuses an empty range of starts. Any other
+    error gets no guess."""
+    text, line = str(exc.original), failing_line(exc)
+    short_window = "stack expects each tensor to be equal size" in text and "stack" in line
+    beyond = isinstance(exc.original, IndexError) or "out of bounds" in text or "out of range" in text
+    if short_window or (beyond and re.search(r"\bdata\b", line)):
+        return "\n" + cause(PAST_THE_END)
+    if "expects 'from' to be less than 'to'" in text and "randint" in line:
+        return "\n" + cause(BOUND_TOO_SMALL)
+    return ""
+
+
 @check("get_batch returns x and y as (batch_size, block_size) int64 tensors", points=2)
 @given(batch_size=st.integers(1, 5), block_size=st.integers(1, 9), extra=st.integers(1, 20))
 def batch_shapes(impl, batch_size, block_size, extra):
     torch.manual_seed(0)  # code that uses the global generator by mistake still behaves the same on every replay
     data = shuffled_ids(block_size + extra)
-    result = impl.module("batching").get_batch(data, batch_size, block_size, seeded(0))
     call = f"get_batch(data of {len(data)} tokens, batch_size={batch_size}, block_size={block_size}, generator)"
+    try:
+        result = impl.module("batching").get_batch(data, batch_size, block_size, seeded(0))
+    except LearnerError as exc:
+        diagnosis = window_error_cause(exc)
+        if not diagnosis:
+            raise
+        raise CheckFailure(exc.describe() + diagnosis) from None
     expect_type(result, tuple, call)
     if len(result) != 2:
         raise CheckFailure(f"{call} returned {len(result)} items; expected two tensors, (x, y).")
     x, y = result
+    for name, t in (("x", x), ("y", y)):
+        if isinstance(t, torch.Tensor) and t.shape[:1] == (batch_size,) and t.dim() == 2 and t.shape[1] < block_size:
+            raise CheckFailure(f"{name} from {call} has shape {tuple(t.shape)}, expected {(batch_size, block_size)}: "
+                               f"its windows are short.\n" + cause(PAST_THE_END))
     hint = "One row per batch element, one column per position: stack batch_size windows of block_size tokens."
     expect_tensor(x, f"x from {call}", (batch_size, block_size), torch.int64, hint=hint)
     expect_tensor(y, f"y from {call}", (batch_size, block_size), torch.int64, hint=hint)
@@ -158,12 +202,15 @@ def windows_and_targets(impl, batch_size, block_size, extra, seed):
         expected = data[i + 1 : i + T + 1].tolist()
         swapped = i >= 1 and torch.equal(y[b], data[i - 1 : i - 1 + T])
         if i + T + 1 > len(data):
-            hint = " (and y is shifted the wrong way, one token earlier: x and y look swapped)" if swapped else ""
+            if swapped:
+                diagnosis = ("x and y look swapped: y is shifted the wrong way, one token earlier. x is the window "
+                             "data[i : i + block_size] and y the same window one token later, data[i + 1 : i + block_size + 1].")
+            else:
+                diagnosis = ("Your get_batch draws starts that are too late. The targets of x = data[i : i + block_size] "
+                             "are y = data[i + 1 : i + block_size + 1], shifted by one, so i <= len(data) - block_size - 1.")
             raise CheckFailure(
                 f"x[{b}] = {x[b].tolist()} is the window at position {i} of {len(data)} tokens, which leaves no room for "
-                f"its targets: with block_size={T} the last valid start is {len(data) - T - 1}{hint}.\n"
-                + cause("Your get_batch draws starts that are too late. The targets of x = data[i : i + block_size] are "
-                        "y = data[i + 1 : i + block_size + 1], shifted by one, so i <= len(data) - block_size - 1.")
+                f"its targets: with block_size={T} the last valid start is {len(data) - T - 1}.\n" + cause(diagnosis)
             )
         if torch.equal(y[b], x[b]):
             hint = cause("y is a copy of x: the targets must be shifted by one, y = data[i + 1 : i + block_size + 1].")
@@ -176,24 +223,6 @@ def windows_and_targets(impl, batch_size, block_size, extra, seed):
             f"x[{b}] is the window at position {i}, {x[b].tolist()}, so y[{b}] should be {expected}, "
             f"but it is {y[b].tolist()}.\n{hint}"
         )
-
-
-PAST_THE_END = (
-    "Your get_batch draws a start beyond len(data) - block_size - 1, so its window runs past the end of the data: "
-    "torch.randint(high, ...) draws from [0, high), so high = len(data) - block_size."
-)
-
-
-def window_error_cause(exc: LearnerError) -> str:
-    """The diagnosis of an exception from get_batch, read from the error and the line that raised
-    it: a window cut past the end of the data is shorter than the others (torch.stack refuses
-    it) or indexes beyond the data. Any other error gets no guess."""
-    text, line = str(exc.original), failing_line(exc)
-    short_window = "stack expects each tensor to be equal size" in text and "stack" in line
-    beyond = isinstance(exc.original, IndexError) or "out of bounds" in text or "out of range" in text
-    if short_window or (beyond and re.search(r"\bdata\b", line)):
-        return "\n" + cause(PAST_THE_END)
-    return ""
 
 
 @check("get_batch can draw every window, up to the one ending at the last token, and none beyond", points=2)
