@@ -703,6 +703,16 @@ def call_moved(fn, args: tuple, kwargs: dict, device: str, dtype: torch.dtype | 
         return value.to(device=device, dtype=dtype) if dtype and value.is_floating_point() else value.to(device)
 
     args, kwargs = tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
-    with contextlib.nullcontext() if device == "cpu" else _OneDevice(device):
-        out = fn(*args, **kwargs)
+    try:
+        with contextlib.nullcontext() if device == "cpu" else _OneDevice(device):
+            out = fn(*args, **kwargs)
+    except (NotImplementedError, RuntimeError) as exc:
+        # Reading a value (.item(), .tolist(), bool(t)) is legal code that meta tensors, which
+        # have no values, cannot run; said apart, so that it is neither a stub nor a device bug.
+        if device == "meta" and "meta tensor" in str(exc):
+            raise RuntimeError(f"{READS_VALUES}: {exc}") from exc
+        raise
     return _describe(out) if describe else out
+
+
+READS_VALUES = "reads a tensor's values, which the meta device does not have"

@@ -76,7 +76,8 @@ def test_an_embedding_looked_up_with_cpu_positions_is_named(tmp_path, isolated):
 
 # Correct, in another style: the mask made in forward on x's device, torch.softmax, a 0-dim
 # CPU tensor in torch.where (which every device accepts), the scale applied to q first, and
-# positions picked with CPU indices (a GPU tensor accepts those too).
+# positions picked with CPU indices (a GPU tensor accepts those too), and a value read in
+# forward (which meta tensors cannot give: the dtypes are then checked on the CPU).
 OTHER_STYLE_HEAD = [
     ('        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B, T, T)',
      '        wei = (q * k.shape[-1] ** -0.5) @ k.transpose(-2, -1)'),
@@ -85,6 +86,9 @@ OTHER_STYLE_HEAD = [
      '        wei = torch.where(keep, wei, torch.tensor(float("-inf")))'),
     ("        wei = F.softmax(wei, dim=-1)", "        wei = torch.softmax(wei, -1)"),
     ("        v = self.value(x)  # (B, T, hs)", "        v = self.value(x)[:, torch.arange(T)]"),
+    ("        return wei @ v", "        if bool(wei.isnan().any()):  # reads a value: legal, if slow\n"
+                             "            raise ValueError('NaN in the attention weights')\n"
+                             "        return wei @ v"),
 ]
 
 
