@@ -23,6 +23,7 @@ import torch
 from hypothesis import HealthCheck, register_random, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Flaky
+from hypothesis.internal.conjecture import providers as _hypothesis_providers
 
 from .checks import forbidden
 from .course import Course, Stage
@@ -44,6 +45,15 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
 )
 settings.load_profile("grader")
+
+# Hypothesis also draws, now and then, constants it reads from the source of "local" modules.
+# In process those include the learner's own files: their code could steer the examples, and
+# in-process and isolated grading would try different ones. The grader's examples come from
+# Hypothesis's built-in constants only. (This is an internal of Hypothesis; where a version
+# lacks it, there is nothing to switch off.)
+if hasattr(_hypothesis_providers, "_get_local_constants") and hasattr(_hypothesis_providers, "Constants"):
+    _NO_LOCAL_CONSTANTS = _hypothesis_providers.Constants()
+    _hypothesis_providers._get_local_constants = lambda: _NO_LOCAL_CONSTANTS
 
 # hypothesis caches what it computes (Unicode tables, the constants it reads from source files)
 # in ./.hypothesis by default: the grader must leave nothing in the learner's current folder,

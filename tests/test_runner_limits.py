@@ -154,3 +154,19 @@ def test_isolated_parent_kills_the_child_at_the_limit(tmp_path):
     assert record.status == "failed" and record.points_earned == 0
     assert record.message.startswith(f"Took longer than this check's limit of {ISOLATED_LIMIT:g} s"), record.message
     assert time.monotonic() - started < 90
+
+
+def test_hypothesis_draws_no_constants_from_the_learners_files(tmp_path, monkeypatch):
+    """Hypothesis reads constants from the source of local modules and draws them now and then;
+    in process that would be the learner's files. The grader switches that off: whatever is
+    imported, the local constants stay empty."""
+    from hypothesis.internal.conjecture import providers
+
+    import grader.runner  # noqa: F401  (switches it off)
+
+    (tmp_path / "learner_constants.py").write_text("MAGIC = 987654321\nWORD = 'steer the examples here'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import learner_constants  # noqa: F401
+
+    constants = providers._get_local_constants()
+    assert 987654321 not in constants.integers and "steer the examples here" not in constants.strings
