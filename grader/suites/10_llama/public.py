@@ -881,11 +881,11 @@ def generate_samples_with_temperature(impl):
 def generate_draws_anew(impl):
     model = sampling_model(impl)
     prompt = torch.tensor([[1, 3]]).repeat(4, 1)
-    first, second = model.generate(prompt, 10, temperature=2.0), model.generate(prompt, 10, temperature=2.0)
-    expect_tensor(first, "generate(idx, 10, temperature=2.0)", (4, 12), torch.int64)
-    if torch.equal(first, second):
+    first, second = model.generate(prompt, 5, temperature=2.0), model.generate(prompt, 5, temperature=2.0)
+    expect_tensor(first, "generate(idx, 5, temperature=2.0)", (4, 7), torch.int64)
+    if torch.equal(first, second):  # the runner seeds each check: the same verdict on every run
         raise CheckFailure(
-            "Two calls of generate(idx, 10, temperature=2.0) from the same prompts gave the same 40 tokens.\n"
+            "Two calls of generate(idx, 5, temperature=2.0) from the same prompts gave the same 20 tokens.\n"
             + cause("Your generate seeds the random numbers itself (torch.manual_seed, or a generator with a fixed "
                     "seed, inside generate?). Leave seeding to the caller: torch.multinomial draws from PyTorch's "
                     "global random numbers, which move on after each call.")
