@@ -1,11 +1,13 @@
 """Stage 01, public checks: a byte-level BPE tokenizer, judged by properties, stored answers and tiktoken."""
+import os
+
 import regex
 import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader import check
-from grader.checks import CheckFailure, Skip, expect_int_list, expect_raises, expect_type
+from grader.checks import CheckFailure, Skip, cause, expect_int_list, expect_raises, expect_type, failing_line
 from grader.data import corpus
 from grader.handle import LearnerError
 
@@ -50,8 +52,20 @@ def get_stats_counts(impl, ids, weight):
     for pair in zip(ids, ids[1:]):
         expected[pair] = expected.get(pair, 0) + weight
     if got != expected:
+        two_by_two, unweighted = {}, {}
+        for pair in zip(ids[::2], ids[1::2]):
+            two_by_two[pair] = two_by_two.get(pair, 0) + weight
+        for pair in zip(ids, ids[1:]):
+            unweighted[pair] = unweighted.get(pair, 0) + 1
         runs_of_three = any(a == b == c for a, b, c in zip(ids, ids[1:], ids[2:]))
-        hint = " Overlapping pairs count each time: [7, 7, 7] holds (7, 7) twice." if runs_of_three else ""
+        if got == two_by_two:
+            hint = ("\n" + cause("You count the pairs two by two (ids[0::2] with ids[1::2]), so overlapping pairs and "
+                                 "those that start at an odd position are missed. Count every adjacent pair: "
+                                 "zip(ids, ids[1:])."))
+        elif weight != 1 and got == unweighted:
+            hint = "\n" + cause(f"You ignore `weight`: each pair adds weight ({weight}) to its count, not 1.")
+        else:
+            hint = " Overlapping pairs count each time: [7, 7, 7] holds (7, 7) twice." if runs_of_three else ""
         raise CheckFailure(f"get_stats({ids}, weight={weight}) returned {got}, expected {expected}.{hint}")
 
 
@@ -59,19 +73,29 @@ def get_stats_counts(impl, ids, weight):
 @given(ids=st.lists(st.integers(0, 3), max_size=30), pair=st.tuples(st.integers(0, 3), st.integers(0, 3)))
 def merge_replaces_pairs(impl, ids, pair):
     got = expect_int_list(impl.module("bpe").merge(ids, pair, 99), "merge(ids, pair, 99)")
-    expected, i = [], 0
+    expected = replaced(ids, pair, 99, step=2)
+    if got != expected:
+        symptom = f"merge({ids}, {pair}, 99) returned {got}, expected {expected}."
+        if got == replaced(ids, pair, 99, step=1):
+            raise CheckFailure(f"{symptom}\n" + cause(
+                "After replacing a pair you move on by one, so its second element is used again. Scan left to right; "
+                "after replacing a pair, skip both of its elements (so [7, 7, 7] becomes [99, 7])."))
+        raise CheckFailure(f"{symptom} Scan left to right; after replacing a pair, skip both of its elements (so "
+                           "[7, 7, 7] becomes [99, 7]).")
+
+
+def replaced(ids: list[int], pair: tuple[int, int], new_id: int, step: int) -> list[int]:
+    """`ids` with `pair` replaced left to right, moving on by `step` after each replacement (2 is
+    right; 1 is the bug that reuses the pair's second element)."""
+    out, i = [], 0
     while i < len(ids):
         if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            expected.append(99)
-            i += 2
+            out.append(new_id)
+            i += step
         else:
-            expected.append(ids[i])
+            out.append(ids[i])
             i += 1
-    if got != expected:
-        raise CheckFailure(
-            f"merge({ids}, {pair}, 99) returned {got}, expected {expected}. Scan left to right; after replacing "
-            "a pair, skip both of its elements (so [7, 7, 7] becomes [99, 7])."
-        )
+    return out
 
 
 @check("train makes vocab_size ids: 256 bytes, the merges, then the special tokens", points=2)
@@ -80,9 +104,11 @@ def train_sizes(impl):
     merges, vocab, specials = tok.merges, tok.vocab, tok.special_tokens
     expect_type(merges, dict, "tokenizer.merges")
     if len(merges) != 300 - 256 - 2:
+        forgot = ("You learn vocab_size - 256 merges, leaving no ids for the special tokens. "
+                  if len(merges) == 300 - 256 else "")
         raise CheckFailure(
-            f"Training to vocab_size=300 with 2 special tokens made {len(merges)} merges, expected 42: "
-            "vocab_size counts the 256 bytes, the merges and the special tokens."
+            f"Training to vocab_size=300 with 2 special tokens made {len(merges)} merges, expected 42.\n"
+            + cause(f"{forgot}vocab_size counts the 256 bytes, the merges and the special tokens.")
         )
     if sorted(merges.values()) != list(range(256, 298)):
         raise CheckFailure(f"Merge ids should be 256, 257, ... in merge order; got {sorted(merges.values())[:5]}...")
@@ -120,13 +146,59 @@ def tie_break(impl):
         "ab ab ba ba cd": [((32, 98), 256), ((97, 98), 257), ((256, 97), 258), ((32, 99), 259), ((32, 257), 260), ((259, 100), 261)],
     }
     for text, expected in cases.items():
-        got = list(trained(impl, text, 256 + len(expected)).merges.items())
+        tok = trained(impl, text, 256 + len(expected))
+        got = list(tok.merges.items())
         if got != expected:
             step = next(i for i, (a, b) in enumerate(zip(got + [None] * len(expected), expected)) if a != b)
-            raise CheckFailure(
-                f"Training on {text!r}: merge {step} is {got[step] if step < len(got) else 'missing'}, expected "
-                f"{expected[step]}. When several pairs are equally frequent, take the smallest (left id, right id) tuple."
-            )
+            symptom = f"Training on {text!r}: merge {step} is {got[step] if step < len(got) else 'missing'}, expected {expected[step]}."
+            crossing = boundary_crossing(tok)
+            rule = tie_break_rule(tok, text, got, len(expected))
+            if crossing or rule:
+                raise CheckFailure(f"{symptom}\n{cause(crossing or rule)}")
+            raise CheckFailure(f"{symptom} When several pairs are equally frequent, take the smallest (left id, right id) tuple.")
+
+
+# Ways to break a tie between equally frequent pairs, each with its diagnosis: the key that the
+# most frequent pair maximizes, given (count, pair, position of the pair's first occurrence).
+TIE_BREAKS = (
+    ("Among equally frequent pairs you take the largest (left id, right id) tuple; take the smallest (left id, "
+     "right id) tuple instead.",
+     lambda count, pair, first: (count, pair)),
+    ("Among equally frequent pairs you take the one that occurs first in the text (max(stats, key=stats.get) "
+     "does this); take the smallest (left id, right id) tuple.", lambda count, pair, first: (count, -first)),
+    ("Among equally frequent pairs you take the one that occurs last in the text; take the smallest (left id, "
+     "right id) tuple.", lambda count, pair, first: (count, first)),
+)
+
+
+def tie_break_rule(tok, text: str, got: list, count: int) -> str:
+    """The diagnosis of the wrong tie-break that gives the learner's merges `got` ('' when none does)."""
+    pattern = tok.pattern
+    if not isinstance(pattern, str):
+        return ""
+    try:
+        return next((hint for hint, key in TIE_BREAKS if naive_merges(text, pattern, count, key) == got), "")
+    except regex.error:
+        return ""
+
+
+def naive_merges(text: str, pattern: str, count: int, key) -> list:
+    """The first `count` merges of BPE on `text` (pre-tokenized by `pattern`, no special tokens), choosing
+    the most frequent pair by `key`: the merges of a learner's tie-break, to tell which one it is."""
+    words = [list(piece.encode("utf-8")) for piece in regex.findall(pattern, text)]
+    merges = []
+    for new_id in range(256, 256 + count):
+        counts, first = {}, {}
+        for word in words:
+            for pair in zip(word, word[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+                first.setdefault(pair, len(first))
+        if not counts:
+            break
+        best = max(counts, key=lambda pair: key(counts[pair], pair, first[pair]))
+        merges.append((best, new_id))
+        words = [replaced(word, best, new_id, step=2) for word in words]
+    return merges
 
 
 @check("special tokens are never split or merged, in training and encoding", points=2)
@@ -140,20 +212,31 @@ def special_tokens(impl):
     for idx, token in tok.vocab.items():
         if idx != eot and len(token) > 1 and b"|" in token:
             raise CheckFailure(
-                f"Token {idx} is {token!r}: training merged pieces of the special token {EOT}. Split the text on "
-                "the special tokens first and train only on the pieces between them."
+                f"Token {idx} is {token!r}.\n" + cause(
+                    f"Training merged pieces of the special token {EOT}. Split the text on the special tokens first "
+                    "and train only on the pieces between them.")
             )
-    ids = expect_int_list(tok.encode(f"one{EOT}two {EOT}{EOT}"), "encode(text with special tokens)")
+    text = f"one{EOT}two {EOT}{EOT}"
+    ids = expect_int_list(tok.encode(text), "encode(text with special tokens)")
     if ids.count(eot) != 3:
-        raise CheckFailure(f"'one{EOT}two {EOT}{EOT}' encodes to {ids}, which holds the special id {eot} {ids.count(eot)} times, expected 3.")
+        try:
+            as_text = ids.count(eot) == 0 and tok.decode(ids) == text
+        except LearnerError:
+            as_text = False  # decode's own failure is for the checks of decode to report
+        raise CheckFailure(
+            f"{text!r} encodes to {ids}, which holds the special id {eot} {ids.count(eot)} times, expected 3."
+            + ("\n" + cause(f"encode treats {EOT} as ordinary text and encodes its bytes. Split the text on the "
+                             "special tokens first, give each its id, and run BPE only on the pieces between them.")
+               if as_text else ""))
     back = tok.decode(ids)
-    if back != f"one{EOT}two {EOT}{EOT}":
-        raise CheckFailure(f"Decoding the ids of text with special tokens gave {back!r}.")
+    if back != text:
+        raise CheckFailure(f"Decoding the ids of text with special tokens gave {back!r}."
+                           + ("\n" + cause(f"decode must turn the special id {eot} back into {EOT}.")
+                              if EOT not in back else ""))
 
 
-@check("merges never cross the regex pre-token boundaries", points=2)
-def merges_within_pretokens(impl):
-    tok = _shared_tokenizer(impl)
+def boundary_crossing(tok) -> str:
+    """The diagnosis for the first token of `tok`'s vocab that spans two pre-tokens ('' when none does)."""
     pattern = regex.compile(tok.pattern)
     specials = set(tok.special_tokens.values())
     for idx, token in tok.vocab.items():
@@ -165,10 +248,17 @@ def merges_within_pretokens(impl):
             continue  # part of a multi-byte character: cannot cross a boundary
         pieces = pattern.findall(text)
         if pieces != [text]:
-            raise CheckFailure(
-                f"Token {idx} is {text!r}, which the pre-tokenizer splits into {pieces}: a merge crossed a "
-                "pre-token boundary. Cut the text with regex.findall(pattern, text) and count pairs inside each piece only."
-            )
+            return (f"Token {idx} is {text!r}, which the pre-tokenizer splits into {pieces}: a merge crossed a "
+                    "pre-token boundary. Cut the text with regex.findall(pattern, text) and count pairs inside each "
+                    "piece only.")
+    return ""
+
+
+@check("merges never cross the regex pre-token boundaries", points=2)
+def merges_within_pretokens(impl):
+    crossing = boundary_crossing(_shared_tokenizer(impl))
+    if crossing:
+        raise CheckFailure(crossing)
 
 
 @check("decode(encode(text)) gives back any Unicode text", points=2)
@@ -192,11 +282,29 @@ def matches_tiktoken(impl, text):
     expected = twin.encode(text, allowed_special="all")
     if ids != expected:
         first = next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
-        raise CheckFailure(
-            f"encode({text[:60]!r}) gave {ids[:first + 3]}..., tiktoken with your merges gives {expected[:first + 3]}... "
-            f"(first difference at position {first}). Within each pre-token, repeatedly merge the pair whose merge "
-            "came EARLIEST in training (the lowest id), until no pair can be merged."
-        )
+        symptom = (f"encode({text[:60]!r}) gave {ids[:first + 3]}..., tiktoken with your merges gives "
+                   f"{expected[:first + 3]}... (first difference at position {first}).")
+        advice = ("Within each pre-token, repeatedly merge the pair whose merge came EARLIEST in training (the lowest "
+                  "id), until no pair can be merged.")
+        if ids == latest_merge_first(tok, text):
+            raise CheckFailure(f"{symptom}\n" + cause(f"You apply the most recent merge first. {advice}"))
+        raise CheckFailure(f"{symptom} {advice}")
+
+
+def latest_merge_first(tok, text: str) -> list[int]:
+    """`text` encoded with the learner's merges and pattern, but applying the highest-id merge first
+    (the bug): no special tokens, as the drawn texts have none."""
+    merges = dict(tok.merges)
+    ids = []
+    for piece in regex.findall(tok.pattern, text):
+        word = list(piece.encode("utf-8"))
+        while len(word) > 1:
+            pair = max(zip(word, word[1:]), key=lambda p: merges.get(p, -1))
+            if pair not in merges:
+                break
+            word = replaced(word, pair, merges[pair], step=2)
+        ids += word
+    return ids
 
 
 @check("decode never raises on bytes that are not valid UTF-8", points=1)
@@ -204,7 +312,16 @@ def decode_partial_utf8(impl):
     tok = impl.module("bpe").Tokenizer()
     euro = list("€".encode("utf-8"))  # three bytes
     for ids in ([euro[0]], euro[:2], [0xFF], []):
-        got = tok.decode(ids)
+        try:
+            got = tok.decode(ids)
+        except LearnerError as exc:
+            if not isinstance(exc.original, UnicodeDecodeError):
+                raise
+            line = failing_line(exc)
+            raise CheckFailure(f"{exc.describe()}\n" + cause(
+                (f"`{line}` decodes strictly" if ".decode(" in line else "Your decode decodes strictly")
+                + f": the bytes {ids} are part of a character, which decoding with errors='strict' (the default) "
+                "refuses. Join the bytes of all ids, then decode once with errors='replace'.")) from None
         expect_type(got, str, f"decode({ids})")
     if tok.decode(euro) != "€":
         raise CheckFailure(f"decode({euro}) should be '€'.")
@@ -225,7 +342,13 @@ def save_load(impl, tmp_path):
     if list(loaded.merges.items()) != list(tok.merges.items()):
         raise CheckFailure("After save and load the merges differ (the order counts: it is the merge priority).")
     if loaded.special_tokens != tok.special_tokens:
-        raise CheckFailure(f"After save and load special_tokens is {loaded.special_tokens}, expected {tok.special_tokens}.")
+        lost = not loaded.special_tokens and EOT not in saved_text(path)
+        raise CheckFailure(
+            f"After save and load special_tokens is {loaded.special_tokens}, expected {tok.special_tokens}.\n"
+            + cause("save does not write the special tokens: store them (each token and its id) in the file, and "
+                    "let load read them back." if lost else
+                    "The file holds the special tokens, but load does not give them back as they were: read each "
+                    "token and its id into special_tokens."))
     sample = corpus("multilingual")[:2000]
     if loaded.encode(sample) != tok.encode(sample):
         raise CheckFailure("The loaded tokenizer encodes text differently from the one that was saved.")
@@ -249,11 +372,43 @@ def gpt4_compatible(impl):
         ids = tok.encode(text)
         expected = enc.encode(text, allowed_special="all")
         if ids != expected:
-            raise CheckFailure(
-                f"With GPT-4's merges, encode({text[:40]!r}...) gave {ids[:12]}, tiktoken gives {expected[:12]}. "
-                "For each token (in rank order), run BPE on its bytes with only lower ranks until two parts remain: "
-                "those parts are the merged pair."
-            )
+            symptom = f"With GPT-4's merges, encode({text[:40]!r}...) gave {ids[:12]}, tiktoken gives {expected[:12]}."
+            advice = ("For each token (in rank order), run BPE on its bytes with only lower ranks until two parts "
+                      "remain: those parts are the merged pair.")
+            found = recovered_pair_problem(tok.merges, enc._mergeable_ranks)
+            raise CheckFailure(f"{symptom}\n{cause(f'{found} {advice}')}" if found else f"{symptom} {advice}")
+
+
+def recovered_pair_problem(merges, ranks: dict[bytes, int]) -> str:
+    """What is wrong with the merges recovered from GPT-4's ranks: the two parts of each must join
+    into the merged token's bytes ('' when they all do)."""
+    token_bytes = {rank: token for token, rank in ranks.items()}
+    wrong = swapped = 0
+    for pair, idx in dict(merges).items():
+        if not (type(pair) is tuple and len(pair) == 2 and all(type(i) is int for i in (*pair, idx))):
+            continue  # not a merge at all: the encodings differ anyway, and the message says so
+        parts = (token_bytes.get(pair[0]), token_bytes.get(pair[1]), token_bytes.get(idx))
+        if None in parts or parts[0] + parts[1] == parts[2]:
+            continue
+        wrong += 1
+        swapped += parts[1] + parts[0] == parts[2]
+    if wrong and swapped == wrong:
+        return (f"In {wrong} of your merges the two parts are swapped: (left, right) must join, left first, into "
+                "the merged token's bytes.")
+    if wrong:
+        return f"In {wrong} of your merges the two parts do not join into the merged token's bytes."
+    return ""
+
+
+def saved_text(path: str, limit: int = 1 << 22) -> str:
+    """The start of the file the learner's save wrote ('' when it is not a plain file): enough to
+    tell whether it holds the special tokens, never more than `limit` bytes, never through a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as file:
+        return file.read(limit).decode("utf-8", errors="replace")
 
 
 _cache: dict = {}
@@ -300,7 +455,8 @@ def retraining_starts_afresh(impl):
         raise CheckFailure(
             f"After a second train(text, 300, [{EOT!r}]) the tokenizer has {len(tok.merges)} merges and special "
             f"tokens {tok.special_tokens}; one trained once on that text has {len(fresh.merges)} and "
-            f"{fresh.special_tokens}. train must discard the previous merges, special tokens and vocab first."
+            f"{fresh.special_tokens}.\n" + cause("train must discard the previous merges, special tokens and vocab "
+                                                 "first.")
         )
 
 
@@ -315,13 +471,24 @@ def training_options(impl):
     if len(tok.encode("cat,")) != 1:
         raise CheckFailure(
             f"With pattern={pattern!r}, 'cat,' is one pre-token that occurs three times, yet encode('cat,') gives "
-            f"{tok.encode('cat,')}: training ignored the pattern. Pre-tokenize with regex.findall(self.pattern, ...)."
+            f"{tok.encode('cat,')}.\n" + cause("Training ignored the pattern. Pre-tokenize with "
+                                               "regex.findall(self.pattern, ...).")
         )
     tok = trained(impl, "aaaaaa", 300, ["<|z|>", "<|a|>"])
     expected = {"<|z|>": 259, "<|a|>": 260}
     if tok.special_tokens != expected:
+        symptom = (f"Training on 'aaaaaa' to vocab_size=300 with special tokens ['<|z|>', '<|a|>'] gave special_tokens "
+                   f"{tok.special_tokens}, expected {expected}")
+        known = (
+            ({"<|a|>": 259, "<|z|>": 260}, "You number the special tokens in sorted order: they take their ids in "
+             "the order given."),
+            ({"<|z|>": 298, "<|a|>": 299}, "You give the special tokens the last ids of vocab_size, but training "
+             "stops after 3 merges (ids 256-258), and the special tokens take the next ids."),
+        )
+        found = next((text for ids, text in known if tok.special_tokens == ids), "")
+        if found:
+            raise CheckFailure(f"{symptom}.\n{cause(found)}")
         raise CheckFailure(
-            f"Training on 'aaaaaa' to vocab_size=300 with special tokens ['<|z|>', '<|a|>'] gave special_tokens "
-            f"{tok.special_tokens}, expected {expected}: training stops after 3 merges (ids 256-258), and the special "
-            "tokens take the next ids, in the order given (not sorted, not at the end of vocab_size)."
+            f"{symptom}: training stops after 3 merges (ids 256-258), and the special tokens take the next ids, in "
+            "the order given (not sorted, not at the end of vocab_size)."
         )

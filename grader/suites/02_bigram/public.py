@@ -15,8 +15,10 @@ from grader.checks import (
     assert_init_loss,
     assert_inputs_unchanged,
     expect_int_list,
+    cause,
     expect_tensor,
     expect_type,
+    likely_bug,
 )
 from grader.data import corpus
 from grader.probes import set_parameter, train_steps
@@ -56,13 +58,19 @@ def counts_match(impl, case):
         expected[a, b] = n
     if torch.equal(counts, expected):
         return
+    wrapped = expected.clone()
+    wrapped[ids[-1], ids[0]] += 1
     hint = "Each pair (ids[t], ids[t + 1]) adds one to counts[ids[t], ids[t + 1]]."
     if torch.equal(counts, expected.T):
         hint = "Your table is transposed: rows must be the current token and columns the next one."
+    elif torch.equal(counts, wrapped):
+        hint = ("You also count the pair (last id, first id), as torch.roll does: the last token has no next one. "
+                "Pair ids[:-1] with ids[1:]: N ids hold N - 1 pairs of neighbours.")
     elif counts.sum() != expected.sum():
         hint = f"There are {len(ids) - 1} pairs of neighbours in {len(ids)} ids, but your counts add up to {int(counts.sum())}."
     a, b = (counts != expected).nonzero()[0].tolist()
-    raise CheckFailure(f"counts[{a}, {b}] is {int(counts[a, b])}, expected {int(expected[a, b])} for ids {ids}. {hint}")
+    raise CheckFailure(f"counts[{a}, {b}] is {int(counts[a, b])}, expected {int(expected[a, b])} for ids {ids}.\n"
+                       f"{cause(hint)}")
 
 
 @check("bigram_probs smooths and normalizes each row", points=2)
@@ -74,16 +82,36 @@ def probs_are_smoothed_rows(impl, case, smoothing):
         counts[a, b] += 1
     probs = impl.module("bigram").bigram_probs(counts, smoothing)
     expect_tensor(probs, "bigram_probs(counts)", (vocab_size, vocab_size), torch.float32)
-    row_sums = probs.sum(dim=1)
-    assert_close(
-        row_sums, torch.ones(vocab_size), "the row sums of bigram_probs", rtol=1e-5, atol=1e-5,
-        hint="Each row is a distribution over the next token: divide each row by its own sum (dim=1, keepdim=True).",
-    )
     smoothed = counts.double() + smoothing
+    expected = (smoothed / smoothed.sum(1, keepdim=True)).float()
+    hint = smoothing_problem(probs, counts, smoothing, expected)
     assert_close(
-        probs, (smoothed / smoothed.sum(1, keepdim=True)).float(), "bigram_probs", rtol=1e-5, atol=1e-6,
-        hint=f"Add the smoothing ({smoothing}) to every count before normalizing.",
+        probs.sum(dim=1), torch.ones(vocab_size), "the row sums of bigram_probs", rtol=1e-5, atol=1e-5,
+        hint=hint or cause("Each row is a distribution over the next token: divide each row by its own sum (dim=1, "
+                           "keepdim=True)."),
     )
+    assert_close(probs, expected, "bigram_probs", rtol=1e-5, atol=1e-6,
+                 hint=hint or cause(f"Add the smoothing ({smoothing}) to every count before normalizing."))
+
+
+def smoothing_problem(probs: torch.Tensor, counts: torch.Tensor, smoothing: float, expected: torch.Tensor) -> str:
+    """The known bug that `probs` = bigram_probs(counts, smoothing) shows, as a diagnosis ('' when none)."""
+    smoothed = counts.float() + smoothing
+    seen = counts.sum(1) > 0  # rows that can be normalized without smoothing
+    unsmoothed = counts.float() / counts.float().sum(1, keepdim=True).clamp(min=1)
+    if (smoothing != 1.0 and torch.allclose(probs, (counts.float() + 1) / (counts.float() + 1).sum(1, keepdim=True),
+                                            1e-5, 1e-6)):
+        return cause(f"You add 1 to every count whatever the smoothing argument says: add smoothing ({smoothing}).")
+    if seen.any() and not torch.allclose(probs, expected, 1e-5, 1e-6) and torch.allclose(
+            probs[seen], unsmoothed[seen], 1e-5, 1e-6):
+        return cause(f"You forgot the smoothing: add it ({smoothing}) to every count before normalizing, so that no "
+                     "pair gets probability 0.")
+    return likely_bug(probs, expected, (
+        ("You normalize each column (dim=0): each row is the distribution of the token that follows, so divide each "
+         "row by its own sum, smoothed.sum(dim=1, keepdim=True).", smoothed / smoothed.sum(0, keepdim=True)),
+        ("You add the smoothing after normalizing: add it to every count first, then divide each row by its own "
+         "sum.", counts.float() / counts.float().sum(1, keepdim=True).clamp(min=1) + smoothing),
+    ), "")
 
 
 @check("average_nll is the mean negative log-probability of each next token", points=2)
@@ -93,13 +121,30 @@ def average_nll_matches(impl, case, seed):
     probs = torch.rand(vocab_size, vocab_size, generator=torch.Generator().manual_seed(seed)) + 0.05
     probs = probs / probs.sum(1, keepdim=True)
     got = impl.module("bigram").average_nll(probs, torch.tensor(ids))
+    if isinstance(got, torch.Tensor):
+        raise CheckFailure(f"average_nll(probs, ids) should be a float, but it is a Tensor: {got!r}.\n"
+                           + cause("Return a Python float: call .item() on the 0-dim tensor of the mean."))
     expect_type(got, float, "average_nll(probs, ids)")
     expected = -sum(math.log(probs[a, b].item()) for a, b in zip(ids, ids[1:])) / (len(ids) - 1)
-    if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
-        raise CheckFailure(
-            f"average_nll returned {got:.6f}, expected {expected:.6f} for ids {ids}. "
-            "Average -log probs[ids[t], ids[t + 1]] over the pairs of neighbours: row = current, column = next."
-        )
+
+    def close(value: float) -> bool:
+        return abs(got - value) <= 1e-4 * max(1.0, abs(value))
+
+    if close(expected):
+        return
+    logs = [math.log(probs[a, b].item()) for a, b in zip(ids, ids[1:])]
+    variants = (
+        ("You look up probs[next, current]: row = current, column = next, probs[ids[t], ids[t + 1]].",
+         -sum(math.log(probs[b, a].item()) for a, b in zip(ids, ids[1:])) / len(logs)),
+        ("You return the mean log-probability without the minus sign: the NLL is -log p, a positive number.",
+         sum(logs) / len(logs)),
+        ("You sum over the pairs instead of averaging: divide by their number, len(ids) - 1.", -sum(logs)),
+        (f"You divide by len(ids) = {len(ids)}; there are len(ids) - 1 = {len(logs)} pairs of neighbours.",
+         -sum(logs) / len(ids)),
+    )
+    found = next((cause(hint) for hint, value in variants if close(value)), "Average -log probs[ids[t], ids[t + 1]] "
+                 "over the pairs of neighbours: row = current, column = next.")
+    raise CheckFailure(f"average_nll returned {got:.6f}, expected {expected:.6f} for ids {ids}.\n{found}")
 
 
 @check("forward returns (B, T, V) logits, and no loss without targets", points=2)
@@ -112,10 +157,12 @@ def forward_shapes(impl, vocab_size, batch, time):
     if loss is not None:
         raise CheckFailure(f"forward(idx) without targets should return loss None, got {loss!r}.")
     logits, loss = model(idx, torch.randint(0, vocab_size, (batch, time)))
-    expect_tensor(
-        logits, "logits (with targets)", (batch, time, vocab_size), torch.float32,
-        hint="Flatten only for the loss: return the logits as (B, T, V).",
-    )
+    expect_tensor(logits, "logits (with targets)")
+    if logits.shape == (batch * time, vocab_size) and logits.shape != (batch, time, vocab_size):
+        raise CheckFailure(f"logits (with targets) has shape {tuple(logits.shape)}, expected {(batch, time, vocab_size)}."
+                           "\n" + cause("You return the flattened (B*T, V) logits. Flatten only for the loss: "
+                                         "return the logits as (B, T, V)."))
+    expect_tensor(logits, "logits (with targets)", (batch, time, vocab_size), torch.float32)
     expect_tensor(loss, "loss", (), torch.float32)
 
 
@@ -129,11 +176,16 @@ def loss_is_cross_entropy(impl, vocab_size, batch, time):
     expect_tensor(logits, "logits", (batch, time, vocab_size), torch.float32)
     expected = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1))
     expect_tensor(loss, "loss", (), torch.float32)
+    flat = logits.detach().view(-1, vocab_size)
     hint = "Flatten the logits to (B*T, V) and the targets to (B*T,) and take the mean cross-entropy."
-    if torch.isclose(loss, expected * batch * time, rtol=1e-4):
-        hint = "Your loss is the sum over positions; use the mean (F.cross_entropy's default reduction)."
-    elif not torch.equal(idx, targets) and torch.isclose(loss, F.cross_entropy(logits.view(-1, vocab_size), idx.view(-1)), rtol=1e-4):
-        hint = "Your loss compares the logits with the input tokens; compare them with the targets (the next tokens)."
+    if batch * time > 1 and torch.isclose(loss, expected * batch * time, rtol=1e-4):
+        hint = cause("Your loss is the sum over positions; use the mean (F.cross_entropy's default reduction).")
+    elif not torch.equal(idx, targets) and torch.isclose(loss, F.cross_entropy(flat, idx.view(-1)), rtol=1e-4):
+        hint = cause("Your loss compares the logits with the input tokens; compare them with the targets (the next "
+                     "tokens).")
+    elif torch.isclose(loss, F.cross_entropy(F.softmax(flat, dim=-1), targets.view(-1)), rtol=1e-4):
+        hint = cause("You apply softmax before F.cross_entropy: it takes the raw logits and applies log-softmax "
+                     "itself.")
     assert_close(loss, expected, "loss", rtol=1e-4, atol=1e-5, hint=hint)
 
 
@@ -156,6 +208,12 @@ def generate_shape(impl, vocab_size, batch, time, new):
     model = impl.module("bigram").BigramLanguageModel(vocab_size)
     idx = torch.randint(0, vocab_size, (batch, time))
     out = model.generate(idx, new)
+    expect_tensor(out, "generate(idx, max_new_tokens)")
+    if out.shape == (batch, new) and out.shape != (batch, time + new):
+        raise CheckFailure(
+            f"generate(idx, max_new_tokens) has shape {tuple(out.shape)}, expected {(batch, time + new)}.\n"
+            + cause("You return only the new tokens: return idx with them appended, "
+                    "torch.cat([idx, next_token], dim=1) at each step."))
     expect_tensor(out, "generate(idx, max_new_tokens)", (batch, time + new), torch.int64)
     if not torch.equal(out[:, :time], idx):
         raise CheckFailure("generate changed the tokens it was given: the first T columns must be idx itself.")
@@ -178,10 +236,14 @@ def generate_follows_last_token(impl):
     for _ in range(6):
         expected = torch.cat([expected, (expected[:, -1:] + 1) % vocab_size], dim=1)
     if not torch.equal(out, expected):
+        first = torch.cat([idx, ((idx[:, :1] + 1) % vocab_size).expand(-1, 6)], dim=1)
+        found = ("You sample from the first position's logits: use the logits at the last position only "
+                 "(logits[:, -1, :]), the token the next one follows." if torch.equal(out, first) else
+                 "The tokens you sample do not follow the table: take the logits at the last position "
+                 "(logits[:, -1, :]) and softmax over the vocabulary (dim=-1), not over the batch (dim=0).")
         raise CheckFailure(
             f"With a table where token a is always followed by a + 1, generate({idx.tolist()}, 6) gave {out.tolist()}, "
-            f"expected {expected.tolist()}. Use the logits at the last position only (logits[:, -1, :]) and "
-            "softmax over the vocabulary (dim=-1)."
+            f"expected {expected.tolist()}.\n{cause(found)}"
         )
 
 
@@ -196,10 +258,11 @@ def generate_samples(impl):
     expect_tensor(out, "generate(idx, 400)", (1, 401), torch.int64)
     share_of_zero = (out[0, 1:] == 0).float().mean().item()
     if len(set(out[0, 1:].tolist())) < vocab_size - 1 or share_of_zero > 0.4:
+        greedy = "You always pick the most likely token (argmax). " if share_of_zero == 1.0 else ""
         raise CheckFailure(
             f"From nearly uniform probabilities, 400 generated tokens used only {len(set(out[0].tolist()))} distinct "
-            f"tokens and the most likely one {share_of_zero:.0%} of the time (expected about 20%). "
-            "Sample with torch.multinomial(probs, num_samples=1) instead of taking the argmax."
+            f"tokens and the most likely one {share_of_zero:.0%} of the time (expected about 20%).\n"
+            + cause(f"{greedy}Sample with torch.multinomial(probs, num_samples=1) instead of taking the argmax.")
         )
 
 
@@ -230,10 +293,15 @@ def training_matches_counts(impl):
     impl.probe(train_steps, model, x, y, steps=200, lr=0.1)
     final = loss_now()
     if not math.isfinite(final) or final > count_nll + 0.05:
+        found = ("Training did not change the model at all: no gradient reaches the table (a .detach(), "
+                 "torch.no_grad() or a copy of the weights in forward?). The loss must be computed from the table's "
+                 "own output so that gradients reach the table." if abs(final - start) < 1e-6 else
+                 "Check that the loss compares each position's logits with the NEXT token (the targets), and that "
+                 "gradients reach the table.")
         raise CheckFailure(
             f"After 200 AdamW steps on 5,000 characters the loss is {final:.4f} (it started at {start:.4f}); "
-            f"the count model scores {count_nll:.4f} on the same text, and training should come within 0.05 of it. "
-            "Check that the loss compares each position's logits with the NEXT token, and that gradients reach the table."
+            f"the count model scores {count_nll:.4f} on the same text, and training should come within 0.05 of it.\n"
+            + cause(found)
         )
 
 
@@ -275,8 +343,8 @@ def loss_stable_for_large_logits(impl):
         expect_tensor(loss, "loss", (), torch.float32)
         assert_close(
             loss, expected, f"the loss with logits up to {(table * scale).abs().max().item():.0f}", rtol=1e-4,
-            atol=1e-4, hint="exp() of large logits overflows to inf: use F.cross_entropy, which works with "
-            "log-softmax (it subtracts each row's max first), rather than softmax, then log.",
+            atol=1e-4, hint=cause("exp() of large logits overflows to inf: use F.cross_entropy, which works with "
+                                  "log-softmax (it subtracts each row's max first), rather than softmax, then log."),
         )
 
 
@@ -289,7 +357,8 @@ def generate_draws_anew(impl):
     expect_tensor(first, "generate(idx, 30)", (1, 31), torch.int64)
     if torch.equal(first, second):
         raise CheckFailure(
-            "Two calls of generate from the same prompt gave the same 30 tokens: your generate seeds the random "
-            "numbers itself (torch.manual_seed inside generate?). Leave seeding to the caller; torch.multinomial "
-            "draws from PyTorch's global random numbers, which move on after each call."
+            "Two calls of generate from the same prompt gave the same 30 tokens.\n" + cause(
+                "Your generate seeds the random numbers itself (torch.manual_seed inside generate?). Leave seeding "
+                "to the caller; torch.multinomial draws from PyTorch's global random numbers, which move on after "
+                "each call.")
         )

@@ -13,6 +13,7 @@ from grader.checks import (
     cause,
     dependency_map,
     expect_tensor,
+    failing_line,
     perturb_vector,
 )
 from grader.handle import LearnerError
@@ -41,68 +42,153 @@ def make(case) -> tuple[torch.Tensor, int]:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * scale, dim
 
 
-def call(fn, *args, hint: str = "", **kwargs):
-    """Call learner code; when it raises a shape or dtype error, add the likely cause (`hint`)."""
+SHAPE_ERRORS = ("must match the size", "shape", "size mismatch", "cannot be multiplied", "broadcast")
+DTYPE_ERRORS = ("dtype", "scalar type", "Double", "Float")
+
+
+def call(fn, *args, explain=None, **kwargs):
+    """Call learner code. When it raises, `explain(line, error)` may name the likely cause from the
+    line of the learner's code that raised and the error's text ('' when it cannot tell)."""
     try:
         return fn(*args, **kwargs)
     except LearnerError as exc:
-        text = str(exc.original)
-        signs = ("must match the size", "dtype", "scalar type", "shape", "Double", "Float")
-        if hint and any(sign in text for sign in signs):
-            raise CheckFailure(f"{exc.describe()}\n{hint}") from None
-        raise
+        found = explain(failing_line(exc), str(exc.original)) if explain else ""
+        if not found:
+            raise
+        raise CheckFailure(f"{exc.describe()}\n{cause(found)}") from None
 
 
-def wrong_dim_hint(x: torch.Tensor, got: torch.Tensor, dim: int) -> str:
+def _quoted(line: str) -> str:
+    return f"`{line}`" if line else "Your code"
+
+
+def softmax_error(line: str, error: str) -> str:
+    if any(sign in error for sign in SHAPE_ERRORS):
+        return (f"{_quoted(line)} combines tensors whose shapes do not match: a max or a sum taken along `dim` "
+                "without keepdim=True loses that dimension and no longer broadcasts against x. Reduce with "
+                "keepdim=True (x.amax(dim=dim, keepdim=True), e.sum(dim=dim, keepdim=True)).")
+    return ""
+
+
+def same(got: torch.Tensor, value: torch.Tensor) -> bool:
+    """`got` equals `value`, NaN where it has NaN (an overflow gives the same NaN in the grader's copy)."""
+    return got.shape == value.shape and torch.allclose(got.double(), value.double(), RTOL, ATOL, equal_nan=True)
+
+
+def softmax_bugs(x: torch.Tensor, dim: int):
+    """(bug, diagnosis, what softmax(x, dim) gives with that bug) for the softmax bugs learners write,
+    computed in float32 as theirs is, so that an overflow gives the same inf or NaN."""
     for other in range(x.dim()):
-        if other != dim % x.dim() and x.shape[other] > 1 and torch.allclose(got, torch.softmax(x, other), RTOL, ATOL):
-            return (
-                f"Your softmax normalizes over dim {other} instead of dim {dim}: use the `dim` argument for both the max "
-                "and the sum, with keepdim=True."
-            )
-    return "Subtract the max along `dim` (keepdim=True), exponentiate, and divide by the sum along the same `dim`."
+        if other != dim % x.dim() and x.shape[other] > 1:
+            yield ("wrong dim", f"Your softmax normalizes over dim {other} instead of dim {dim}: use the `dim` argument "
+                   "for both the max and the sum, with keepdim=True.", torch.softmax(x, other))
+    e = torch.exp(x)
+    yield ("no max", "You exponentiate x without subtracting the max first: exp of a logit above about 88 overflows float32 "
+           "to inf (and inf / inf is NaN), exp of one below about -104 underflows to 0. Subtract the max along "
+           "`dim` (keepdim=True) before exp: softmax(x) equals softmax(x - max).", e / e.sum(dim, keepdim=True))
+    e = torch.exp(x - x.max())
+    yield ("global max", "You subtract one max for the whole tensor: each slice along `dim` needs its own max "
+           "(x.amax(dim=dim, keepdim=True)), or the slices far below the overall max underflow to 0 (and 0 / 0 "
+           "is NaN).", e / e.sum(dim, keepdim=True))
+    e = torch.exp(x - x.amax(dim, keepdim=True))
+    yield ("not normalized", "Your softmax is not normalized: divide exp(x - max) by its sum along `dim` (keepdim=True), so that "
+           "each slice sums to 1.", e)
+    yield ("whole sum", "You divide by the sum of the whole tensor: divide by the sum along `dim` (keepdim=True), so that each "
+           "slice sums to 1.", e / e.sum())
+    yield ("log", "Your softmax returns log-probabilities (log_softmax): exponentiate x - max, then divide by the sum "
+           "along `dim`.", torch.log_softmax(x, dim))
+
+
+# Inputs that tell the softmax bugs apart when the failing example fits several: logits as large
+# as 1e4 in one slice only, and a tensor with three dimensions of different sizes.
+TELLING_INPUTS = (
+    (torch.tensor([[1000.0, 999.0, 998.0], [1e4, 0.0, -1e4], [3.0, 1.0, 0.5]]), -1),
+    (torch.tensor([[1000.0, 999.0, 998.0], [1e4, 0.0, -1e4], [3.0, 1.0, 0.5]]).T.contiguous(), 0),
+    (torch.linspace(-3.0, 4.0, 24).view(2, 3, 4), 1),
+)
+
+
+def softmax_diagnosis(softmax, x: torch.Tensor, dim: int, got: torch.Tensor) -> str:
+    """The one known bug that explains the learner's `got` = softmax(x, dim) ('' when none, or
+    when the telling inputs cannot decide between several)."""
+    found = {bug: hint for bug, hint, value in softmax_bugs(x, dim) if same(got, value)}
+    for telling, telling_dim in TELLING_INPUTS:
+        if len(found) < 2:
+            break
+        try:
+            answer = softmax(telling, dim=telling_dim)
+        except LearnerError:
+            return ""
+        if not isinstance(answer, torch.Tensor):
+            return ""
+        fits = {bug for bug, _, value in softmax_bugs(telling, telling_dim) if same(answer, value)}
+        found = {bug: hint for bug, hint in found.items() if bug in fits}
+    return next(iter(found.values())) if len(found) == 1 else ""
+
+
+def expect_softmax_shape(got, x: torch.Tensor, dim: int, name: str) -> None:
+    """softmax(x, dim) gave a tensor of x's shape and dtype; else the likely cause, as a diagnosis."""
+    expect_tensor(got, name)
+    if got.shape != x.shape:
+        reduced = [size for i, size in enumerate(x.shape) if i != dim % x.dim()]
+        try:
+            lost_keepdim = torch.broadcast_shapes(x.shape, reduced) == got.shape
+        except RuntimeError:
+            lost_keepdim = False
+        raise CheckFailure(f"{name} has shape {tuple(got.shape)}, expected {tuple(x.shape)}: softmax keeps the shape "
+                           "of x.\n" + cause(
+                               "A max or a sum taken along `dim` without keepdim=True loses that dimension, and "
+                               "broadcasting it back against x makes the wrong shape. Reduce with keepdim=True "
+                               "(x.amax(dim=dim, keepdim=True), e.sum(dim=dim, keepdim=True))." if lost_keepdim else
+                               "Compute elementwise on x, and reduce with keepdim=True so that the max and the sum "
+                               "broadcast back along `dim`."))
+    if got.dtype != x.dtype:
+        kind = str(x.dtype).removeprefix("torch.")
+        raise CheckFailure(f"{name} has dtype {got.dtype}, expected {x.dtype}.\n" + cause(
+            f"Return the dtype you were given: a {kind} input gives a {kind} output (compute in x's own dtype, or "
+            "convert back with .to(x.dtype))."))
 
 
 @check("softmax equals torch.softmax for any shape and any dim", points=3)
 @given(case=tensor_and_dim())
 def softmax_matches_torch(impl, case):
     x, dim = make(case)
-    got = call(
-        impl.module("softmax").softmax, x, dim=dim,
-        hint="Reduce with keepdim=True (x.amax(dim=dim, keepdim=True), e.sum(dim=dim, keepdim=True)) so that the max "
-        "and the sum broadcast back against x along `dim`.",
-    )
-    expect_tensor(
-        got, f"softmax(x of shape {tuple(x.shape)}, dim={dim})", tuple(x.shape), torch.float32,
-        hint="softmax keeps the shape of x. Reduce with keepdim=True (x.amax(dim=dim, keepdim=True), "
-        "e.sum(dim=dim, keepdim=True)) so the max and the sum broadcast back along `dim`.",
-    )
+    softmax = impl.module("softmax").softmax
+    got = call(softmax, x, dim=dim, explain=softmax_error)
+    name = f"softmax(x of shape {tuple(x.shape)}, dim={dim})"
+    expect_softmax_shape(got, x, dim, name)
     expected = torch.softmax(x.double(), dim).float()
-    assert_close(
-        got, expected, f"softmax(x of shape {tuple(x.shape)}, dim={dim})", RTOL, ATOL,
-        hint=wrong_dim_hint(x, got, dim) if not torch.isnan(got).any() else
-        "NaN came back from finite inputs: subtract the max along `dim` before exp.",
-    )
+    found = softmax_diagnosis(softmax, x, dim, got)
+    default = ("NaN came back from finite inputs: subtract the max along `dim` before exp." if torch.isnan(got).any()
+               else "Subtract the max along `dim` (keepdim=True), exponentiate, and divide by the sum along `dim`.")
+    assert_close(got, expected, name, RTOL, ATOL, hint=cause(found) if found else default)
 
 
 @check("softmax gives entries in [0, 1] that sum to 1 along dim", points=1)
 @given(case=tensor_and_dim())
 def softmax_rows_sum_to_one(impl, case):
     x, dim = make(case)
-    got = impl.module("softmax").softmax(x, dim=dim)
+    softmax = impl.module("softmax").softmax
+    got = softmax(x, dim=dim)
     name = f"softmax(x of shape {tuple(x.shape)}, dim={dim})"
-    expect_tensor(got, name, tuple(x.shape), torch.float32)
+    expect_softmax_shape(got, x, dim, name)
+    sums = got.sum(dim)
+    if not torch.isnan(got).any() and got.min() >= 0 and got.max() <= 1 + 1e-6 and torch.allclose(sums, torch.ones_like(sums), 1e-5, 1e-5):
+        return
+    found = softmax_diagnosis(softmax, x, dim, got)
     if torch.isnan(got).any():
-        raise CheckFailure(f"{name} contains NaN for finite inputs: subtract the max along `dim` before exp.")
+        raise CheckFailure(f"{name} contains NaN for finite inputs.\n" + cause(
+            found or "Subtract the max along `dim` before exp: exp of a large logit overflows to inf, and inf / inf "
+            "is NaN."))
     if got.min() < 0 or got.max() > 1 + 1e-6:
         raise CheckFailure(
-            f"{name} has entries outside [0, 1] (min {got.min().item():.4g}, max {got.max().item():.4g}): "
-            "exp is never negative, and dividing by the sum along `dim` keeps each entry at most 1."
+            f"{name} has entries outside [0, 1] (min {got.min().item():.4g}, max {got.max().item():.4g}).\n" + cause(
+                found or "exp is never negative, and dividing by the sum along `dim` keeps each entry at most 1.")
         )
     assert_close(
-        got.sum(dim), torch.ones(got.sum(dim).shape), f"the sums of {name} along dim {dim}", 1e-5, 1e-5,
-        hint="Each slice along `dim` is a probability distribution: divide exp(x - max) by its sum along `dim`, "
-        "so the entries sum to 1.",
+        sums, torch.ones(sums.shape), f"the sums of {name} along dim {dim}", 1e-5, 1e-5,
+        hint=cause(found or "Each slice along `dim` is a probability distribution: divide exp(x - max) by its sum "
+                   "along `dim`, so the entries sum to 1."),
     )
 
 
@@ -121,26 +207,26 @@ def softmax_large_logits(impl):
         x = rows if dim == -1 else rows.T.contiguous()
         got = softmax(x, dim=dim)
         name = f"softmax(large logits, dim={dim})"
-        expect_tensor(got, name, tuple(x.shape), torch.float32)
+        expect_softmax_shape(got, x, dim, name)
         expected = torch.softmax(x.double(), dim).float()
         got_rows, expected_rows = (got, expected) if dim == -1 else (got.T, expected.T)
         bad_rows = [r for r in range(len(rows)) if not torch.allclose(got_rows[r], expected_rows[r], RTOL, ATOL)]
         if not bad_rows:
             continue
         if top in bad_rows and torch.isnan(got_rows[top]).any():
-            hint = (
+            found = (
                 "exp(1000) overflows to inf in float32, and inf / inf is NaN. Subtract the max along `dim` first: "
                 "softmax(x) equals softmax(x - max), and then the largest entry is exp(0) = 1."
             )
         elif top not in bad_rows:
-            hint = (
+            found = (
                 f"The slice holding the largest value of the whole tensor is right, but slices {bad_rows} are not: it "
                 "looks like you subtract one max for the whole tensor. Each slice along `dim` needs its own max "
                 "(x.amax(dim=dim, keepdim=True)); otherwise exp(-1000 - 10000) underflows to 0 in the other slices."
             )
         else:
-            hint = "Subtract each slice's own max along `dim` (keepdim=True) before exp."
-        assert_close(got, expected, name, RTOL, ATOL, hint=hint)
+            found = "Subtract each slice's own max along `dim` (keepdim=True) before exp."
+        assert_close(got, expected, name, RTOL, ATOL, hint=cause(found))
 
 
 @check("softmax gives -inf entries exactly 0 weight", points=1)
@@ -155,14 +241,17 @@ def softmax_masked_entries_are_zero(impl, case, seed):
     x = x.masked_fill(masked, NEG_INF)
     got = impl.module("softmax").softmax(x, dim=dim)
     name = f"softmax(x with -inf entries, dim={dim})"
-    expect_tensor(got, name, tuple(x.shape), torch.float32)
+    expect_softmax_shape(got, x, dim, name)
     leaked = masked & (got != 0)
     if leaked.any():
         where = [int(i) for i in leaked.nonzero()[0]]
+        zeroed = same(got, torch.softmax(x.masked_fill(masked, 0.0), dim))
         raise CheckFailure(
             f"{name}: the entry at index {where} is -inf, so its weight must be exactly 0, but it is "
-            f"{got[tuple(where)].item():.6g}. Keep -inf as it is: exp(-inf - max) is exactly 0. Replacing -inf "
-            "by 0 (or any finite number) gives masked positions weight."
+            f"{got[tuple(where)].item():.6g}.\n" + cause(
+                ("You replace -inf by 0 before the softmax, so a masked entry gets the weight of a score of 0. "
+                 if zeroed else "A -inf entry gets weight: replacing -inf by a finite number gives masked positions "
+                 "weight. ") + "Keep -inf as it is: exp(-inf - max) is exactly 0.")
         )
     assert_close(got, torch.softmax(x.double(), dim).float(), name, RTOL, ATOL)
 
@@ -178,13 +267,20 @@ def softmax_fully_masked_row(impl, dim, T):
         moved[-1, -1, 1:] = NEG_INF  # and one masked everywhere but its first entry (another slice for any T)
     got = impl.module("softmax").softmax(x, dim=dim)
     name = f"softmax(x of shape {tuple(x.shape)} with a fully masked slice, dim={dim})"
-    expect_tensor(got, name, tuple(x.shape), torch.float32)
+    expect_softmax_shape(got, x, dim, name)
     row = got.movedim(dim, -1)[0, 0]
     if torch.isnan(row).any() or (row != 0).any():
+        if torch.isnan(row).any():
+            found = "Its max is -inf, and -inf - (-inf) is NaN."
+        elif torch.allclose(row, torch.full_like(row, 1 / len(row))):
+            found = ("It came back uniform: the -inf entries were replaced by a finite number (or shifted by a finite "
+                     "max that cancels them), so every position gets the same weight.")
+        else:
+            found = "A fully masked slice must give no weight to anything."
         raise CheckFailure(
             f"{name}: the slice whose entries are all -inf came back as {[round(v, 4) for v in row.tolist()]}, expected "
-            "all zeros. Its max is -inf, and -inf - (-inf) is NaN. A row that may look at nothing should give "
-            "nothing: shift such a row by 0 instead of its max (so every exp is 0), and divide by 1 where the sum is 0."
+            "all zeros.\n" + cause(f"{found} A row that may look at nothing should give nothing: shift such a row by 0 "
+                                   "instead of its max (so every exp is 0), and divide by 1 where the sum is 0.")
         )
     expected = torch.softmax(x.double(), dim).nan_to_num(0.0).float()
     assert_close(got, expected, name, RTOL, ATOL, hint="Only the fully masked slice should be all zeros.")
@@ -198,29 +294,59 @@ def keeps_dtype(impl, dtype, T):
     x = torch.randn(2, T, 3, dtype=dtype)
     name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
     got = module.softmax(x, dim=-1)
-    expect_tensor(
-        got, f"softmax of a {name} tensor", tuple(x.shape), dtype,
-        hint=f"Return the same dtype you were given: a {name} input gives a {name} output.",
-    )
+    expect_softmax_shape(got, x, -1, f"softmax of a {name} tensor")
     if dtype == torch.float64:
         assert_close(
             got, torch.softmax(x, -1), "softmax of a float64 tensor", 1e-12, 1e-14,
-            hint="Compute in the input's own dtype: float64 in, float64 precision out.",
+            hint=cause("Your softmax loses float64's precision: compute in the input's own dtype, without a "
+                       "detour through float32."),
         )
     oracle = x.cumsum(1) / torch.arange(1, T + 1, dtype=dtype).view(1, T, 1)
     for method in METHODS:
-        got = call(
-            getattr(module, method), x,
-            hint=f"{method} on a {name} input: create your (T, T) tensors with dtype=x.dtype and device=x.device.",
-        )
-        expect_tensor(
-            got, f"{method} of a {name} tensor", tuple(x.shape), dtype,
-            hint=f"Create your (T, T) tensors with dtype=x.dtype, so a {name} input gives a {name} output.",
-        )
+
+        def dtype_error(line: str, error: str, method=method) -> str:
+            if any(sign in error for sign in DTYPE_ERRORS):
+                return (f"{_quoted(line)} mixes x ({name}) with a tensor of another dtype that {method} makes itself: "
+                        "create your (T, T) tensors with dtype=x.dtype and device=x.device.")
+            return ""
+
+        got = call(getattr(module, method), x, explain=dtype_error)
+        expect_tensor(got, f"{method} of a {name} tensor", tuple(x.shape))
+        if got.dtype != dtype:
+            raise CheckFailure(f"{method} of a {name} tensor has dtype {got.dtype}, expected {dtype}.\n" + cause(
+                f"Create your (T, T) tensors with dtype=x.dtype, so that a {name} input gives a {name} output."))
         rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-10, 1e-12)
         if not torch.allclose(got, oracle, rtol, atol):  # wrong weights, not the dtype: say which
-            fn = getattr(module, method)
-            assert_close(got, oracle, f"{method} of a {name} tensor", rtol, atol, hint=averaging_hint(fn, method))
+            assert_close(got, oracle, f"{method} of a {name} tensor", rtol, atol, hint=averaging_hint(module, method))
+
+
+def causal_mask_problem(mask, T: int) -> str:
+    """What is wrong with `mask`, the learner's causal_mask(T), in a learner's words ('' when it is right)."""
+    if not isinstance(mask, torch.Tensor):
+        return f"causal_mask({T}) should be a torch.Tensor, but it is a {type(mask).__name__}."
+    if tuple(mask.shape) != (T, T):
+        size = (f"({mask.shape[0]}, {mask.shape[1]}): it is not sized by T. Build it from the T you are given "
+                "(torch.ones(T, T)), not from a fixed size such as block_size or n_embd"
+                if mask.dim() == 2 and mask.shape[0] == mask.shape[1] else f"{tuple(mask.shape)}")
+        return f"causal_mask({T}) has shape {size}; it must be (T, T) = ({T}, {T})."
+    if mask.is_floating_point() and torch.isneginf(mask).any():
+        return ("Your causal_mask holds -inf and 0, the additive mask that goes on the scores. causal_mask is the bool "
+                "mask, True where position i may look at position j (j <= i); mask_future turns it into -inf with "
+                "masked_fill. Create it with dtype=torch.bool.")
+    if mask.dtype != torch.bool:
+        return (f"causal_mask({T}) has dtype {mask.dtype}, expected torch.bool: True where position i may look at "
+                "position j (j <= i), False elsewhere. Create it with dtype=torch.bool.")
+    expected = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    if torch.equal(mask, expected):
+        return ""
+    if torch.equal(mask, torch.tril(expected, diagonal=-1)):
+        return "The diagonal is False: a position must be able to look at itself. Use torch.tril with diagonal=0."
+    if torch.equal(mask, ~expected):
+        return "Your mask is inverted: True must mean 'may look' (j <= i), False the masked future."
+    if torch.equal(mask, expected.T) or torch.equal(mask, torch.triu(expected.T, diagonal=1)):
+        return ("Your mask is upside down, the upper triangle: True must be where j <= i (the past), the lower one. "
+                "Use torch.tril.")
+    return "mask[i, j] must be True exactly when j <= i."
 
 
 @check("causal_mask(T) is the (T, T) bool lower triangle, diagonal included", points=2)
@@ -229,28 +355,62 @@ def keeps_dtype(impl, dtype, T):
 @settings(max_examples=10)
 def causal_mask_is_lower_triangular(impl, T):
     mask = impl.module("softmax").causal_mask(T)
-    expect_tensor(mask, f"causal_mask({T})", (T, T))
-    expected = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    if mask.dtype != torch.bool:
-        raise CheckFailure(
-            f"causal_mask({T}) has dtype {mask.dtype}, expected torch.bool: True where position i may look at "
-            "position j (j <= i), False elsewhere. Create it with dtype=torch.bool."
-        )
-    if torch.equal(mask, expected):
+    problem = causal_mask_problem(mask, T)
+    if not problem:
         return
-    if torch.equal(mask, torch.tril(expected, diagonal=-1)):
-        hint = "The diagonal is False: a position must be able to look at itself. Use torch.tril with diagonal=0."
-    elif torch.equal(mask, ~expected):
-        hint = "Your mask is inverted: True must mean 'may look' (j <= i), False the masked future."
-    elif torch.equal(mask, expected.T) or torch.equal(mask, torch.triu(expected.T, diagonal=1)):
-        hint = "Your mask is the upper triangle: True must be where j <= i (the past), the lower one. Use torch.tril."
-    else:
-        hint = "mask[i, j] must be True exactly when j <= i."
+    if not isinstance(mask, torch.Tensor) or mask.shape != (T, T) or mask.dtype != torch.bool:
+        raise CheckFailure(f"causal_mask({T}) is not the ({T}, {T}) bool mask.\n{cause(problem)}")
+    expected = torch.tril(torch.ones(T, T, dtype=torch.bool))
     i, j = (mask != expected).nonzero()[0].tolist()
     raise CheckFailure(
         f"causal_mask({T})[{i}, {j}] is {bool(mask[i, j])}, expected {bool(expected[i, j])}.\n"
-        f"Yours for T={min(T, 6)}:\n{_grid(mask[:6, :6])}\n{hint}"
+        f"Yours for T={min(T, 6)}:\n{_grid(mask[:6, :6])}\n{cause(problem)}"
     )
+
+
+def mask_future_problem(got, scores: torch.Tensor) -> str:
+    """What is wrong with `got`, the learner's mask_future(scores), in a learner's words ('' when it is right)."""
+    T = scores.shape[-1]
+    name = f"mask_future(scores of shape {tuple(scores.shape)})"
+    if not isinstance(got, torch.Tensor):
+        return f"{name} should be a torch.Tensor, but it is a {type(got).__name__}."
+    if got.shape != scores.shape:
+        return (f"{name} has shape {tuple(got.shape)}: it must keep the shape of scores. Build the (T, T) mask from "
+                "the last dimension, T = scores.shape[-1]; it broadcasts over any leading dimensions.")
+    if got.dtype != scores.dtype:
+        return f"{name} has dtype {got.dtype}, expected {scores.dtype}: masked_fill keeps the scores' dtype."
+    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
+    if torch.equal(got, scores.masked_fill(future, NEG_INF)):
+        return ""
+    below = torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1)
+    diagonal = torch.eye(T, dtype=torch.bool)
+    future_inf = bool(torch.isneginf(got[..., future]).all()) if future.any() else True
+    future_kept = torch.equal(got[..., future], scores[..., future])
+    below_inf = bool(torch.isneginf(got[..., below]).all()) if below.any() else False
+    diagonal_inf = bool(torch.isneginf(got[..., diagonal]).any())
+    if future.any() and (got[..., future] == 0).all():
+        return ("The future is filled with 0 instead of -inf. exp(0) = 1, so after softmax the future still gets "
+                "weight; only -inf becomes exactly 0.")
+    if future.any() and future_kept and diagonal_inf:
+        return ("The mask is used the wrong way round: you filled where causal_mask is True (the positions that may "
+                "be seen). Fill where it is False, masked_fill(~mask, float('-inf')), so only j > i becomes -inf.")
+    if future.any() and below_inf and not future_inf:
+        return ("Your mask is upside down: you masked the past (below the diagonal) instead of the future. Only "
+                "j > i gets -inf: fill where the lower triangle, torch.tril, is False.")
+    if diagonal_inf:
+        return "The diagonal is masked too: position i may look at itself, so only j > i gets -inf."
+    if not future_inf:
+        return "Every position above the diagonal (j > i, the future) must be -inf."
+    if torch.isneginf(got[..., ~future]).any():
+        return "Only the future, j > i, gets -inf; the past and the diagonal stay as they are."
+    return "Where j <= i, the scores must come back unchanged."
+
+
+def mask_future_error(line: str, error: str) -> str:
+    if any(sign in error for sign in SHAPE_ERRORS):
+        return (f"{_quoted(line)} meets a mask whose size does not match the scores: build the (T, T) mask from the "
+                "last dimension, T = scores.shape[-1]; it broadcasts over any leading dimensions.")
+    return ""
 
 
 @check("mask_future puts -inf above the diagonal and keeps the rest", points=2)
@@ -263,46 +423,19 @@ def causal_mask_is_lower_triangular(impl, T):
 @settings(max_examples=12)
 def mask_future_hides_the_future(impl, lead, T, seed):
     scores = torch.randn(*lead, T, T, generator=torch.Generator().manual_seed(seed))
-    got = call(
-        impl.module("softmax").mask_future, scores,
-        hint="Build the (T, T) mask from the last dimension of scores; it broadcasts over any leading dimensions.",
-    )
-    name = f"mask_future(scores of shape {tuple(scores.shape)})"
-    expect_tensor(got, name, tuple(scores.shape), torch.float32)
-    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
-    expected = scores.masked_fill(future, NEG_INF)
-    if torch.equal(got, expected):
+    got = call(impl.module("softmax").mask_future, scores, explain=mask_future_error)
+    problem = mask_future_problem(got, scores)
+    if not problem:
         return
-    below = torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1)
-    diagonal = torch.eye(T, dtype=torch.bool)
-    future_inf = bool(torch.isneginf(got[..., future]).all()) if future.any() else True
-    future_kept = torch.equal(got[..., future], scores[..., future])
-    below_inf = bool(torch.isneginf(got[..., below]).all()) if below.any() else False
-    diagonal_inf = bool(torch.isneginf(got[..., diagonal]).any())
-    if future.any() and (got[..., future] == 0).all():
-        hint = (
-            "The future is filled with 0 instead of -inf. exp(0) = 1, so after softmax the future still gets weight; "
-            "only -inf becomes exactly 0."
-        )
-    elif future.any() and future_kept and diagonal_inf:
-        hint = (
-            "The mask is used the wrong way round: you filled where causal_mask is True (the positions that may be "
-            "seen). Fill where it is False, masked_fill(~mask, float('-inf')), so only j > i becomes -inf."
-        )
-    elif future.any() and below_inf and not future_inf:
-        hint = "You masked the past (below the diagonal) instead of the future: only j > i gets -inf."
-    elif diagonal_inf:
-        hint = "The diagonal is masked too: position i may look at itself, so only j > i gets -inf."
-    elif not future_inf:
-        hint = "Every position above the diagonal (j > i, the future) must be -inf."
-    elif torch.isneginf(got[..., ~future]).any():
-        hint = "Only the future, j > i, gets -inf; the past and the diagonal stay as they are."
-    else:
-        hint = "Where j <= i, the scores must come back unchanged."
+    name = f"mask_future(scores of shape {tuple(scores.shape)})"
+    if not isinstance(got, torch.Tensor) or got.shape != scores.shape or got.dtype != scores.dtype:
+        raise CheckFailure(f"{name} does not keep the shape and dtype of scores.\n{cause(problem)}")
+    expected = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), NEG_INF)
     wrong = (got != expected) & ~(torch.isnan(got) & torch.isnan(expected))
     where = [int(i) for i in wrong.nonzero()[0]]
     raise CheckFailure(
-        f"{name} at index {where} is {got[tuple(where)].item():.6g}, expected {expected[tuple(where)].item():.6g}.\n{hint}"
+        f"{name} at index {where} is {got[tuple(where)].item():.6g}, expected {expected[tuple(where)].item():.6g}.\n"
+        f"{cause(problem)}"
     )
 
 
@@ -331,10 +464,26 @@ def mask_direction_problem(w: torch.Tensor) -> str:
     return ""
 
 
-def averaging_hint(method, name: str) -> str:
-    """What is wrong with a method's weights, read off by feeding it the identity."""
+def parts_problem(module) -> str:
+    """What is wrong with causal_mask or mask_future, the parts average_softmax is built from ('' when
+    both are right, or when they raise: their own checks say why)."""
     T = 4
-    w = averaging_weights(method, T)
+    scores = torch.randn(2, T, T, generator=torch.Generator().manual_seed(0))
+    try:
+        problem = causal_mask_problem(module.causal_mask(T), T)
+        if problem:
+            return f"Your causal_mask is wrong, and average_softmax builds on it (through mask_future). {problem}"
+        problem = mask_future_problem(module.mask_future(scores), scores)
+    except LearnerError:
+        return ""
+    return f"Your mask_future is wrong, and average_softmax builds on it. {problem}" if problem else ""
+
+
+def averaging_hint(module, name: str) -> str:
+    """What is wrong with a method's weights, read off by feeding it the identity; for average_softmax,
+    first whether the parts it is built from are right."""
+    T = 4
+    w = averaging_weights(getattr(module, name), T)
     if tuple(w.shape) != (T, T):
         return ""
     ones = torch.tril(torch.ones(T, T))
@@ -343,7 +492,7 @@ def averaging_hint(method, name: str) -> str:
         f"\nThe weights your {name} applies for T={T} (row t: the weight of each input in output t):\n{_grid(w)}\n"
         f"expected:\n{_grid(right)}"
     )
-    found = mask_direction_problem(w)
+    found = (parts_problem(module) if name == "average_softmax" else "") or mask_direction_problem(w)
     if found:
         return cause(found) + shown
     if torch.isnan(w).any():
@@ -354,12 +503,20 @@ def averaging_hint(method, name: str) -> str:
     elif torch.allclose(w, ones / ones.sum(0, keepdim=True), atol=1e-6):
         found = "Normalized over the wrong dimension: each ROW must sum to 1 (sum(dim=1, keepdim=True); softmax over dim=-1)."
     elif (w.triu(1).abs() > 1e-6).any():
-        found = "Weights above the diagonal: the average includes the future. Mask positions j > t."
+        found = "Weights above the diagonal: the average includes the future. Mask positions j > t" + (
+            ": apply mask_future to the scores before the softmax." if name == "average_softmax" else ".")
     elif (w.diagonal().abs() < 1e-6).any():
         found = "Position t itself gets no weight: the average must include it (x[b, :t+1], the diagonal included)."
     else:
         return "Row t must be 1/(t+1) on columns 0..t and 0 after." + shown
     return cause(found) + shown
+
+
+def averaging_error(line: str, error: str) -> str:
+    if any(sign in error for sign in SHAPE_ERRORS):
+        return (f"{_quoted(line)} multiplies tensors whose shapes do not fit: x is (B, T, C), and the (T, T) weights "
+                "multiply it as weights @ x (x @ weights would multiply over C).")
+    return ""
 
 
 @check("the three averages agree with each other and with the running mean", points=3)
@@ -370,12 +527,11 @@ def averages_agree(impl, B, T, C, seed):
     x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
     oracle = (x.double().cumsum(1) / torch.arange(1, T + 1, dtype=torch.float64).view(1, T, 1)).float()
     for method in METHODS:
-        fn = getattr(module, method)
-        got = call(fn, x, hint="x is (B, T, C); the (T, T) weights multiply it as weights @ x.")
+        got = call(getattr(module, method), x, explain=averaging_error)
         name = f"{method}(x of shape {(B, T, C)})"
         expect_tensor(got, name, (B, T, C), torch.float32)
         if not torch.allclose(got, oracle, 1e-5, 1e-6, equal_nan=False):
-            hint = f"out[b, t] is the mean of x[b, 0..t].\n{averaging_hint(fn, method)}"
+            hint = f"out[b, t] is the mean of x[b, 0..t].\n{averaging_hint(module, method)}"
             assert_close(got, oracle, name, 1e-5, 1e-6, hint=hint)
 
 
@@ -387,7 +543,8 @@ def averaging_is_causal(impl, T):
     x = torch.randn(2, T, 3)
     for method in METHODS:
         deps = dependency_map(getattr(module, method), x, perturb_vector)
-        direction = mask_direction_problem(averaging_weights(getattr(module, method), 4))
+        direction = ((parts_problem(module) if method == "average_softmax" else "")
+                     or mask_direction_problem(averaging_weights(getattr(module, method), 4)))
         assert_causal(
             deps, method, require_self=True,
             hint=cause(direction) if direction else
@@ -423,10 +580,11 @@ def no_loop_over_positions(impl):
         if result.ratio > 8.0:
             raise CheckFailure(
                 f"{method} on x of shape (2, 128, 8) took {result.ratio:.1f}x the time of the same average written "
-                "with PyTorch's whole-tensor ops (median of 5 runs of 10 calls, CPU time): the work grows with the "
-                "sequence length, so there is a Python loop over positions (or over rows). Build the (T, T) weights "
-                "with whole-tensor operations (torch.tril, masked_fill, your softmax along dim=-1) and average with "
-                "one matmul, weights @ x. On a GPU, each call in such a loop is a separate kernel launch."
+                "with PyTorch's whole-tensor ops (median of 5 runs of 10 calls, CPU time).\n" + cause(
+                    "The work grows with the sequence length, so there is a Python loop over positions (or over "
+                    "rows). Build the (T, T) weights with whole-tensor operations (torch.tril, masked_fill, your "
+                    "softmax along dim=-1) and average with one matmul, weights @ x. On a GPU, each call in such a "
+                    "loop is a separate kernel launch.")
             )
 
 
