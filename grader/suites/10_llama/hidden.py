@@ -10,6 +10,7 @@ from grader.checks import (
     assert_same_language_model,
     cause,
     expect_tensor,
+    model_outputs,
     share_weights,
 )
 from grader.handle import LearnerError
@@ -203,3 +204,27 @@ def load_hf_state_dict_matches_reference(impl, ref):
         assert_close(got.get(name), tensor, f"{name} after load_hf_state_dict", rtol=0, atol=0,
                      hint="Map each Hugging Face name onto its own module: HF_BLOCK_NAMES inside a block, "
                           "model.embed_tokens -> tok_embeddings, model.norm -> norm, lm_head -> output.")
+
+
+@check("Llama fed in chunks through a KVCache, and generate without the cache, equal the reference's", points=1)
+@settings(max_examples=3)
+@given(case=llama_sizes(), seed=st.integers(0, 1000))
+def cached_forward_and_uncached_generate_match_reference(impl, ref, case, seed):
+    sizes, batch, T = case
+    ours, theirs = twins(impl, ref, sizes)
+    idx = torch.randint(0, sizes["vocab_size"], (batch, T), generator=torch.Generator().manual_seed(seed))
+    split = T // 2
+    caches = ours.new_cache(batch), theirs.new_cache(batch)
+    for a, b in ((0, split), (split, T)):
+        if a < b:
+            what = f"the logits of Llama(idx[:, {a}:{b}], cache=cache, start_pos={a})"
+            got = model_outputs(ours, idx[:, a:b], what=what, cache=caches[0], start_pos=a)[0]
+            assert_close(got, theirs(idx[:, a:b], cache=caches[1], start_pos=a)[0], what, rtol=1e-4, atol=1e-5)
+    steps = min(sizes["max_seq_len"] - 1, 4)
+    what = f"generate(idx[:, :1], {steps}, use_cache=False)"
+    got, expected = (model.generate(idx[:, :1], steps, use_cache=False) for model in (ours, theirs))
+    expect_tensor(got, what, tuple(expected.shape), torch.int64)
+    if not torch.equal(got, expected):
+        raise CheckFailure(f"With the same weights, {what} gave {got[:, 1:].tolist()}, the reference "
+                           f"{expected[:, 1:].tolist()}. Without the cache, run the whole sequence at every step and "
+                           "pick the argmax of the last position's logits.")
