@@ -150,12 +150,14 @@ def tie_break(impl):
         got = list(tok.merges.items())
         if got != expected:
             step = next(i for i, (a, b) in enumerate(zip(got + [None] * len(expected), expected)) if a != b)
-            symptom = f"Training on {text!r}: merge {step} is {got[step] if step < len(got) else 'missing'}, expected {expected[step]}."
+            symptom = (f"Training on {text!r}: merge {step} is {got[step] if step < len(got) else 'missing'}, "
+                       f"expected {expected[step]}.")
             crossing = boundary_crossing(tok)
             rule = tie_break_rule(tok, text, got, len(expected))
             if crossing or rule:
                 raise CheckFailure(f"{symptom}\n{cause(crossing or rule)}")
-            raise CheckFailure(f"{symptom} When several pairs are equally frequent, take the smallest (left id, right id) tuple.")
+            raise CheckFailure(f"{symptom} When several pairs are equally frequent, take the smallest (left id, "
+                               "right id) tuple.")
 
 
 # Ways to break a tie between equally frequent pairs, each with its diagnosis: the key that the

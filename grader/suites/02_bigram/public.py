@@ -159,9 +159,10 @@ def forward_shapes(impl, vocab_size, batch, time):
     logits, loss = model(idx, torch.randint(0, vocab_size, (batch, time)))
     expect_tensor(logits, "logits (with targets)")
     if logits.shape == (batch * time, vocab_size) and logits.shape != (batch, time, vocab_size):
-        raise CheckFailure(f"logits (with targets) has shape {tuple(logits.shape)}, expected {(batch, time, vocab_size)}."
-                           "\n" + cause("You return the flattened (B*T, V) logits. Flatten only for the loss: "
-                                         "return the logits as (B, T, V)."))
+        raise CheckFailure(f"logits (with targets) has shape {tuple(logits.shape)}, expected "
+                           f"{(batch, time, vocab_size)}.\n" + cause(
+                               "You return the flattened (B*T, V) logits. Flatten only for the loss: return the "
+                               "logits as (B, T, V)."))
     expect_tensor(logits, "logits (with targets)", (batch, time, vocab_size), torch.float32)
     expect_tensor(loss, "loss", (), torch.float32)
 

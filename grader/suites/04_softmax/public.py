@@ -80,21 +80,22 @@ def softmax_bugs(x: torch.Tensor, dim: int):
     computed in float32 as theirs is, so that an overflow gives the same inf or NaN."""
     for other in range(x.dim()):
         if other != dim % x.dim() and x.shape[other] > 1:
-            yield ("wrong dim", f"Your softmax normalizes over dim {other} instead of dim {dim}: use the `dim` argument "
-                   "for both the max and the sum, with keepdim=True.", torch.softmax(x, other))
+            yield ("wrong dim", f"Your softmax normalizes over dim {other} instead of dim {dim}: use the `dim` "
+                   "argument for both the max and the sum, with keepdim=True.", torch.softmax(x, other))
     e = torch.exp(x)
-    yield ("no max", "You exponentiate x without subtracting the max first: exp of a logit above about 88 overflows float32 "
-           "to inf (and inf / inf is NaN), exp of one below about -104 underflows to 0. Subtract the max along "
-           "`dim` (keepdim=True) before exp: softmax(x) equals softmax(x - max).", e / e.sum(dim, keepdim=True))
+    yield ("no max", "You exponentiate x without subtracting the max first: exp of a logit above about 88 "
+           "overflows float32 to inf (and inf / inf is NaN), exp of one below about -104 underflows to 0. Subtract "
+           "the max along `dim` (keepdim=True) before exp: softmax(x) equals softmax(x - max).",
+           e / e.sum(dim, keepdim=True))
     e = torch.exp(x - x.max())
     yield ("global max", "You subtract one max for the whole tensor: each slice along `dim` needs its own max "
            "(x.amax(dim=dim, keepdim=True)), or the slices far below the overall max underflow to 0 (and 0 / 0 "
            "is NaN).", e / e.sum(dim, keepdim=True))
     e = torch.exp(x - x.amax(dim, keepdim=True))
-    yield ("not normalized", "Your softmax is not normalized: divide exp(x - max) by its sum along `dim` (keepdim=True), so that "
-           "each slice sums to 1.", e)
-    yield ("whole sum", "You divide by the sum of the whole tensor: divide by the sum along `dim` (keepdim=True), so that each "
-           "slice sums to 1.", e / e.sum())
+    yield ("not normalized", "Your softmax is not normalized: divide exp(x - max) by its sum along `dim` "
+           "(keepdim=True), so that the entries of each slice sum to 1.", e)
+    yield ("whole sum", "You divide by the sum of the whole tensor: divide by the sum along `dim` (keepdim=True), "
+           "so that the entries of each slice sum to 1.", e / e.sum())
     yield ("log", "Your softmax returns log-probabilities (log_softmax): exponentiate x - max, then divide by the sum "
            "along `dim`.", torch.log_softmax(x, dim))
 
@@ -173,7 +174,8 @@ def softmax_rows_sum_to_one(impl, case):
     name = f"softmax(x of shape {tuple(x.shape)}, dim={dim})"
     expect_softmax_shape(got, x, dim, name)
     sums = got.sum(dim)
-    if not torch.isnan(got).any() and got.min() >= 0 and got.max() <= 1 + 1e-6 and torch.allclose(sums, torch.ones_like(sums), 1e-5, 1e-5):
+    in_range = not torch.isnan(got).any() and got.min() >= 0 and got.max() <= 1 + 1e-6
+    if in_range and torch.allclose(sums, torch.ones_like(sums), 1e-5, 1e-5):
         return
     found = softmax_diagnosis(softmax, x, dim, got)
     if torch.isnan(got).any():
@@ -317,7 +319,7 @@ def keeps_dtype(impl, dtype, T):
                 f"Create your (T, T) tensors with dtype=x.dtype, so that a {name} input gives a {name} output."))
         rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-10, 1e-12)
         if not torch.allclose(got, oracle, rtol, atol):  # wrong weights, not the dtype: say which
-            assert_close(got, oracle, f"{method} of a {name} tensor", rtol, atol, hint=averaging_hint(module, method))
+            assert_close(got, oracle, f"{method} of a {name} tensor", rtol, atol, hint=averaging_hint(impl, method))
 
 
 def causal_mask_problem(mask, T: int) -> str:
@@ -479,11 +481,41 @@ def parts_problem(module) -> str:
     return f"Your mask_future is wrong, and average_softmax builds on it. {problem}" if problem else ""
 
 
-def averaging_hint(module, name: str) -> str:
+_diagnosed: dict = {}
+
+
+def diagnosed_once(diagnose):
+    """`diagnose(impl, name)`, computed once per implementation and name. It depends on the learner's
+    code alone, not on the drawn example, and hypothesis runs a failing check many times while it
+    shrinks and explains the failure: diagnosing each time could use up the check's time limit."""
+
+    def once(impl, name: str) -> str:
+        if _diagnosed.get("impl") is not impl:
+            _diagnosed.clear()
+            _diagnosed["impl"] = impl
+        key = (diagnose.__name__, name)
+        if key not in _diagnosed:
+            _diagnosed[key] = diagnose(impl, name)
+        return _diagnosed[key]
+
+    return once
+
+
+@diagnosed_once
+def mask_problem(impl, name: str) -> str:
+    """What is wrong with the mask of an averaging method: for average_softmax, the parts it is built
+    from first, then the direction of its weights ('' when neither is wrong)."""
+    module = impl.module("softmax")
+    return ((parts_problem(module) if name == "average_softmax" else "")
+            or mask_direction_problem(averaging_weights(getattr(module, name), 4)))
+
+
+@diagnosed_once
+def averaging_hint(impl, name: str) -> str:
     """What is wrong with a method's weights, read off by feeding it the identity; for average_softmax,
     first whether the parts it is built from are right."""
     T = 4
-    w = averaging_weights(getattr(module, name), T)
+    w = averaging_weights(getattr(impl.module("softmax"), name), T)
     if tuple(w.shape) != (T, T):
         return ""
     ones = torch.tril(torch.ones(T, T))
@@ -492,7 +524,7 @@ def averaging_hint(module, name: str) -> str:
         f"\nThe weights your {name} applies for T={T} (row t: the weight of each input in output t):\n{_grid(w)}\n"
         f"expected:\n{_grid(right)}"
     )
-    found = (parts_problem(module) if name == "average_softmax" else "") or mask_direction_problem(w)
+    found = mask_problem(impl, name)
     if found:
         return cause(found) + shown
     if torch.isnan(w).any():
@@ -513,10 +545,13 @@ def averaging_hint(module, name: str) -> str:
 
 
 def averaging_error(line: str, error: str) -> str:
-    if any(sign in error for sign in SHAPE_ERRORS):
-        return (f"{_quoted(line)} multiplies tensors whose shapes do not fit: x is (B, T, C), and the (T, T) weights "
+    if not any(sign in error for sign in SHAPE_ERRORS):
+        return ""
+    if "@" in line or "matmul" in line or "bmm" in line:
+        return (f"`{line}` multiplies tensors whose shapes do not fit: x is (B, T, C), and the (T, T) weights "
                 "multiply it as weights @ x (x @ weights would multiply over C).")
-    return ""
+    return (f"{_quoted(line)} combines tensors whose shapes do not match: x is (B, T, C), the weights are (T, T) "
+            "with T = x.shape[1], and out has x's shape.")
 
 
 @check("the three averages agree with each other and with the running mean", points=3)
@@ -531,7 +566,7 @@ def averages_agree(impl, B, T, C, seed):
         name = f"{method}(x of shape {(B, T, C)})"
         expect_tensor(got, name, (B, T, C), torch.float32)
         if not torch.allclose(got, oracle, 1e-5, 1e-6, equal_nan=False):
-            hint = f"out[b, t] is the mean of x[b, 0..t].\n{averaging_hint(module, method)}"
+            hint = f"out[b, t] is the mean of x[b, 0..t].\n{averaging_hint(impl, method)}"
             assert_close(got, oracle, name, 1e-5, 1e-6, hint=hint)
 
 
@@ -543,8 +578,7 @@ def averaging_is_causal(impl, T):
     x = torch.randn(2, T, 3)
     for method in METHODS:
         deps = dependency_map(getattr(module, method), x, perturb_vector)
-        direction = ((parts_problem(module) if method == "average_softmax" else "")
-                     or mask_direction_problem(averaging_weights(getattr(module, method), 4)))
+        direction = mask_problem(impl, method)
         assert_causal(
             deps, method, require_self=True,
             hint=cause(direction) if direction else
