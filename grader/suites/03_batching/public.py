@@ -58,7 +58,7 @@ def split_sizes_and_order(impl, n, fraction):
     if isinstance(train, torch.Tensor) and len(train) == int(0.9 * n) != k:
         raise CheckFailure(
             f"train from {call} on {n} tokens holds {len(train)} tokens, expected int({fraction} * {n}) = {k}.\n"
-            + cause(f"Your split keeps 90% whatever train_fraction says: use the train_fraction argument "
+            + cause("Your split keeps 90% whatever train_fraction says: use the train_fraction argument "
                     "(0.9 is only its default), n = int(train_fraction * len(data)).")
         )
     expect_tensor(train, f"train from {call} on {n} tokens", (k,), torch.int64,
@@ -134,9 +134,9 @@ PAST_THE_END = (
 
 
 BOUND_TOO_SMALL = (
-    "Your upper bound for the starts is too small: with exactly block_size + 1 tokens there is one valid start, 0, "
-    "and torch.randint(high, ...) needs high = len(data) - block_size = 1, since its upper bound is exclusive. "
-    "One less and the last window is never drawn."
+    "Your upper bound for the starts is too small: torch.randint was given an empty range. Every start from 0 to "
+    "len(data) - block_size - 1 is valid (one start, 0, when data has block_size + 1 tokens), and torch.randint's "
+    "upper bound is exclusive: torch.randint(len(data) - block_size, ...)."
 )
 
 
@@ -172,10 +172,16 @@ def batch_shapes(impl, batch_size, block_size, extra):
     if len(result) != 2:
         raise CheckFailure(f"{call} returned {len(result)} items; expected two tensors, (x, y).")
     x, y = result
-    for name, t in (("x", x), ("y", y)):
-        if isinstance(t, torch.Tensor) and t.shape[:1] == (batch_size,) and t.dim() == 2 and t.shape[1] < block_size:
-            raise CheckFailure(f"{name} from {call} has shape {tuple(t.shape)}, expected {(batch_size, block_size)}: "
-                               f"its windows are short.\n" + cause(PAST_THE_END))
+    # A window sliced past the end of the data comes out short; its start shows why.
+    if isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[1] > 0:
+        starts = [int(hit[0]) for hit in ((data == row[0]).nonzero() for row in x) if len(hit)]
+        for name, t in (("x", x), ("y", y)):
+            short = isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[0] == batch_size and t.shape[1] < block_size
+            if short and max(starts, default=0) > len(data) - block_size - 1:
+                raise CheckFailure(
+                    f"{name} from {call} has shape {tuple(t.shape)}, expected {(batch_size, block_size)}: its "
+                    f"windows start as late as position {max(starts)}.\n" + cause(PAST_THE_END)
+                )
     hint = "One row per batch element, one column per position: stack batch_size windows of block_size tokens."
     expect_tensor(x, f"x from {call}", (batch_size, block_size), torch.int64, hint=hint)
     expect_tensor(y, f"y from {call}", (batch_size, block_size), torch.int64, hint=hint)
