@@ -1,6 +1,6 @@
 """Stage 08, hidden checks: the learner's GPT2 against the reference's, with the same weights."""
 import torch
-from hypothesis import example, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from grader import check
@@ -80,8 +80,13 @@ def optimizer_matches_reference(impl, ref):
         )
 
 
+# The three checks below run two models per example through many calls (each a round trip in
+# isolated mode): a failing example is reported as drawn, not shrunk, so that a bug costs seconds.
+NO_SHRINKING = (Phase.explicit, Phase.reuse, Phase.generate)
+
+
 @check("generate equals the reference's on drawn sizes, prompts, temperatures and top_k (seeded)", points=1)
-@settings(max_examples=5)
+@settings(max_examples=3, phases=NO_SHRINKING)
 @given(sizes=gpt_sizes(), prompt=st.integers(1, 14), new=st.integers(1, 5),
        temperature=st.sampled_from([0, 0.5, 1.0, 1.7]), top_k=st.sampled_from([None, 1, 2, 5]),
        seed=st.integers(0, 1000))
@@ -108,11 +113,12 @@ def generate_matches_reference(impl, ref, sizes, prompt, new, temperature, top_k
 
 @check("configure_optimizers' AdamW takes the reference's steps, for drawn weight decay, learning rate and betas",
        points=1)
-@settings(max_examples=3)
+@settings(max_examples=2, phases=NO_SHRINKING)
 @given(weight_decay=st.sampled_from([0.0, 0.1, 1.0]), lr=st.sampled_from([1e-2, 5e-2]),
        betas=st.sampled_from([(0.9, 0.95), (0.5, 0.7), (0.8, 0.99)]), bias=st.booleans(), seed=st.integers(0, 1000))
+@example(weight_decay=0.1, lr=5e-2, betas=(0.5, 0.7), bias=True, seed=0)
 def optimizer_steps_match_reference(impl, ref, weight_decay, lr, betas, bias, seed):
-    config = dict(block_size=6, vocab_size=13, n_layer=2, n_head=2, n_embd=8, dropout=0.0, bias=bias)
+    config = dict(block_size=6, vocab_size=13, n_layer=1, n_head=2, n_embd=8, dropout=0.0, bias=bias)
     ours, theirs = twins(impl, ref, config)
     gen = torch.Generator().manual_seed(seed)
     idx, targets = torch.randint(0, 13, (3, 6), generator=gen), torch.randint(0, 13, (3, 6), generator=gen)
@@ -137,7 +143,7 @@ def optimizer_steps_match_reference(impl, ref, weight_decay, lr, betas, bias, se
 
 
 @check("load_hf_state_dict and num_parameters equal the reference's on drawn sizes", points=1)
-@settings(max_examples=5)
+@settings(max_examples=2, phases=NO_SHRINKING)
 @given(sizes=gpt_sizes(max_layers=3), seed=st.integers(0, 1000))
 @example(sizes=GPT_EDGE_SIZES, seed=0)
 def loading_matches_reference(impl, ref, sizes, seed):
