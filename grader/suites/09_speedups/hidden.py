@@ -109,7 +109,7 @@ GPU_CHECKS = {
 
 
 @check("CausalSelfAttention equals the reference's with the same weights, over drawn sizes", points=1)
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(n_head=st.integers(1, 4), hs=st.integers(1, 4), T=st.integers(1, 9), batch=st.integers(1, 3),
        bias=st.booleans(), seed=st.integers(0, 1000))
 def attention_matches_reference(impl, ref, n_head, hs, T, batch, bias, seed):
@@ -134,7 +134,7 @@ def padded_vocab_size_matches_reference(impl, ref, vocab_size, multiple):
 
 
 @check("FastGPT2 equals the reference's over drawn sizes and vocab_multiple", points=1)
-@settings(max_examples=4)
+@settings(max_examples=3)
 @given(V=st.integers(2, 90), multiple=st.sampled_from([1, 7, 32, 64, 128]), n_layer=st.integers(1, 2),
        n_head=st.integers(1, 3), T=st.integers(1, 6), seed=st.integers(0, 1000))
 def fast_gpt2_matches_reference_drawn(impl, ref, V, multiple, n_layer, n_head, T, seed):
@@ -182,7 +182,7 @@ def make_optimizer_matches_reference(impl, ref, weight_decay, learning_rate, dev
 
 
 @check("train_step equals the reference's over drawn micro-batches, max_norm and lr", points=1)
-@settings(max_examples=5)
+@settings(max_examples=3)
 @given(k=st.integers(1, 3), batch=st.integers(1, 3), T=st.integers(1, 4), max_norm=st.floats(0.05, 5.0),
        lr=st.one_of(st.none(), st.floats(0.01, 1.0)), seed=st.integers(0, 1000))
 def train_step_matches_reference_drawn(impl, ref, k, batch, T, max_norm, lr, seed):
