@@ -84,6 +84,8 @@ def probs_are_smoothed_rows(impl, case, smoothing):
     expect_tensor(probs, "bigram_probs(counts)", (vocab_size, vocab_size), torch.float32)
     smoothed = counts.double() + smoothing
     expected = (smoothed / smoothed.sum(1, keepdim=True)).float()
+    if torch.allclose(probs, expected, 1e-5, 1e-6) and torch.allclose(probs.sum(1), torch.ones(vocab_size), 1e-5, 1e-5):
+        return
     hint = smoothing_problem(probs, counts, smoothing, expected)
     assert_close(
         probs.sum(dim=1), torch.ones(vocab_size), "the row sums of bigram_probs", rtol=1e-5, atol=1e-5,
@@ -177,6 +179,8 @@ def loss_is_cross_entropy(impl, vocab_size, batch, time):
     expect_tensor(logits, "logits", (batch, time, vocab_size), torch.float32)
     expected = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1))
     expect_tensor(loss, "loss", (), torch.float32)
+    if torch.isclose(loss, expected, rtol=1e-4, atol=1e-5):
+        return
     flat = logits.detach().view(-1, vocab_size)
     hint = "Flatten the logits to (B*T, V) and the targets to (B*T,) and take the mean cross-entropy."
     if batch * time > 1 and torch.isclose(loss, expected * batch * time, rtol=1e-4):
@@ -240,8 +244,8 @@ def generate_follows_last_token(impl):
         first = torch.cat([idx, ((idx[:, :1] + 1) % vocab_size).expand(-1, 6)], dim=1)
         found = ("You sample from the first position's logits: use the logits at the last position only "
                  "(logits[:, -1, :]), the token the next one follows." if torch.equal(out, first) else
-                 "The tokens you sample do not follow the table: take the logits at the last position "
-                 "(logits[:, -1, :]) and softmax over the vocabulary (dim=-1), not over the batch (dim=0).")
+                 "The tokens you sample do not follow the table: take the softmax of the newest logits, "
+                 "logits[:, -1, :], over the vocabulary (dim=-1), not over the batch (dim=0).")
         raise CheckFailure(
             f"With a table where token a is always followed by a + 1, generate({idx.tolist()}, 6) gave {out.tolist()}, "
             f"expected {expected.tolist()}.\n{cause(found)}"
