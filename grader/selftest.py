@@ -8,6 +8,7 @@ from pathlib import Path
 from .course import Course, Stage
 from .handle import resolve
 from .mutants import load_mutants, write_mutant
+from .report import diagnosis
 from .results import ERROR, FAILED, PASSED, SKIPPED, score
 from .runner import GRADER_BUG, run_stage, stage_checks
 
@@ -68,6 +69,7 @@ def _mutants_caught(course: Course, stage: Stage, verbose: bool) -> bool:
     mutants = load_mutants(stage)
     checks = {c.id: c for c in stage_checks(stage)}
     ok = _report(len(mutants) >= 8, f"{len(mutants)} mutants registered (at least 8 wanted)")
+    named_first = []
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         for mutant in mutants:
             folder = Path(tmp) / mutant.name / stage.id
@@ -87,4 +89,15 @@ def _mutants_caught(course: Course, stage: Stage, verbose: bool) -> bool:
                 print(f"       the message should contain {mutant.message!r}:\n{record.message}")
             for crashed in (r for r in records if GRADER_BUG in r.message):
                 ok &= _report(False, f"{mutant.name}: the check {crashed.check_id} crashed: {crashed.message}")
+            if not _named_by_fix_first(records, mutant):
+                named_first.append(mutant.name)
+    # What the learner reads first: the report's "Fix first" line quotes the first failing check.
+    print(f"  info {len(mutants) - len(named_first)} of {len(mutants)} mutants named by Fix first"
+          + (f"; not: {', '.join(named_first)}" if named_first else ""))
     return ok
+
+
+def _named_by_fix_first(records: list, mutant) -> bool:
+    """Does the first failing check's diagnosis, which "Fix first" quotes, name the mutant's bug?"""
+    first = next((r for r in records if r.status in (FAILED, ERROR)), None)
+    return first is not None and mutant.message.lower() in diagnosis(first.message).lower()
