@@ -244,8 +244,8 @@ def init_statistics(impl):
     default_linear = "PyTorch's default nn.Linear init (uniform, std 1/sqrt(3 * fan_in))"
     for name, w in (("transformer.wte.weight", state["transformer.wte.weight"]),
                     ("transformer.wpe.weight", state["transformer.wpe.weight"])):
-        hint = ("\n" + cause("Its std is about 1: nn.Embedding's default init, normal(0, 1), is still there. GPT-2 "
-                              "initializes embeddings with normal(0, 0.02) too (in _init_weights, for nn.Embedding).")
+        hint = ("\n" + cause("Its std is about 1: nn.Embedding's default init. Replace nn.Embedding's default "
+                              "normal(0, 1) with normal(0, 0.02) in _init_weights, as for the Linear weights.")
                 if std_of(w) > 0.5 else "Embeddings get normal(0, 0.02), like the Linear weights.")
         assert_weight_stats(w, name, 0.0, 0.02, mean_tol=0.002, std_rel_tol=0.1, hint=hint)
     for suffix in ("attn.c_attn.weight", "mlp.c_fc.weight"):
@@ -518,12 +518,13 @@ def generate_greedy(impl):
             raise CheckFailure(f"generate(idx, {n}, {how}) changed the prompt: the first T columns must be idx.")
         if not torch.equal(out, expected):
             step = first_difference(out, expected, T)
-            hint = ("temperature=0 means greedy: append logits[:, -1, :].argmax(-1)." if "temperature" in how else
-                    "With top_k=1 only the largest logit survives, so sampling must pick it: set every logit below the "
-                    "k-th largest to -inf before the softmax.")
+            # temperature=0 is tried first: when it passed, a top_k=1 that differs is the top-k filter's doing.
+            hint = (" temperature=0 means greedy: append logits[:, -1, :].argmax(-1)." if "temperature" in how else
+                    "\n" + cause("Your top_k lets other tokens through: with top_k=1 only the largest logit survives. "
+                                 "Set every logit below the top_k-th largest to -inf before the softmax."))
             raise CheckFailure(
                 f"generate(idx, {n}, {how}) should pick the most likely token at every step, but new token {step} "
-                f"differs: got {out[:, T:].tolist()}, expected {expected[:, T:].tolist()}. {hint}"
+                f"differs: got {out[:, T:].tolist()}, expected {expected[:, T:].tolist()}.{hint}"
             )
 
 
