@@ -9,7 +9,7 @@ MUTANTS = [
         find="    for pair in zip(ids, ids[1:]):\n",
         replace="    for pair in zip(ids[::2], ids[1::2]):\n",
         caught_by="get_stats_counts",
-        message="expected",
+        message="two by two",
     ),
     Mutant(
         name="merge_overlapping",
@@ -58,7 +58,7 @@ MUTANTS = [
         find="            if i % 2 == 1:\n",
         replace="            if False:\n",
         caught_by="special_tokens",
-        message="special id",
+        message="as ordinary text",
     ),
     Mutant(
         name="vocab_size_ignores_specials",
@@ -85,7 +85,7 @@ MUTANTS = [
         find='return b"".join(chunks).decode("utf-8", errors="replace")',
         replace='return b"".join(chunks).decode("utf-8")',
         caught_by="decode_partial_utf8",
-        message="UnicodeDecodeError",
+        message="decodes strictly",
     ),
     Mutant(
         name="save_forgets_specials",
@@ -94,7 +94,7 @@ MUTANTS = [
         find='"special_tokens": self.special_tokens,',
         replace='"special_tokens": {},',
         caught_by="save_load",
-        message="special_tokens",
+        message="save does not write the special tokens",
     ),
     Mutant(
         name="recovered_pair_swapped",
@@ -103,7 +103,7 @@ MUTANTS = [
         find="left, right = get_rank(parts[0]), get_rank(parts[1])",
         replace="right, left = get_rank(parts[0]), get_rank(parts[1])",
         caught_by="gpt4_compatible",
-        message="tiktoken gives",
+        message="parts are swapped",
     ),
     Mutant(
         name="remerge_every_word",

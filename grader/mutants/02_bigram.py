@@ -54,7 +54,7 @@ MUTANTS = [
         find="return -probs[ids[:-1], ids[1:]].log().mean().item()",
         replace="return -probs[ids[:-1], ids[1:]].log().mean()",
         caught_by="average_nll_matches",
-        message="should be a float",
+        message="Return a Python float",
     ),
     Mutant(
         name="loss_summed",
@@ -117,7 +117,7 @@ MUTANTS = [
         find="        return idx\n        ### END SOLUTION",
         replace="        return idx[:, -max_new_tokens:] if max_new_tokens else idx[:, :0]\n        ### END SOLUTION",
         caught_by="generate_shape",
-        message="expected (",
+        message="only the new tokens",
     ),
     Mutant(
         name="no_gradient_to_table",

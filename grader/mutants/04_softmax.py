@@ -68,7 +68,7 @@ MUTANTS = [
         find="    largest = x.amax(dim=dim, keepdim=True)",
         replace="    x = torch.where(torch.isinf(x), torch.zeros_like(x), x)\n    largest = x.amax(dim=dim, keepdim=True)",
         caught_by="softmax_masked_entries_are_zero",
-        message="must be exactly 0",
+        message="replace -inf by 0",
     ),
     Mutant(
         name="returns_float64",
@@ -158,7 +158,7 @@ MUTANTS = [
         find="weights = softmax(mask_future(scores), dim=-1)",
         replace="weights = softmax(scores, dim=-1)",
         caught_by="averaging_is_causal",
-        message="depends on a future input",
+        message="does not mask the future",
     ),
     Mutant(
         name="tril_python_loop",
@@ -176,7 +176,7 @@ MUTANTS = [
         find="weights = softmax(mask_future(scores), dim=-1)",
         replace="masked = mask_future(scores)\n    weights = torch.stack([softmax(masked[t], dim=-1) for t in range(T)])",
         caught_by="vectorized_speed",
-        message="at most 5x is allowed",
+        message="Python loop over positions",
     ),
     Mutant(
         name="averaging_mask_inverted",
@@ -248,6 +248,6 @@ MUTANTS = [
         find="    weights = torch.tril(torch.ones(T, T, dtype=x.dtype, device=x.device))",
         replace="    weights = torch.tril(torch.ones(T, T))",
         caught_by="follows_device_and_dtype",
-        message="without device=",
+        message="tensor made inside",
     ),
 ]

@@ -82,15 +82,15 @@ def softmax_bugs(x: torch.Tensor, dim: int):
         if other != dim % x.dim() and x.shape[other] > 1:
             yield ("wrong dim", f"Your softmax normalizes over dim {other} instead of dim {dim}: use the `dim` "
                    "argument for both the max and the sum, with keepdim=True.", torch.softmax(x, other))
-    e = torch.exp(x)
-    yield ("no max", "You exponentiate x without subtracting the max first: exp of a logit above about 88 "
-           "overflows float32 to inf (and inf / inf is NaN), exp of one below about -104 underflows to 0. Subtract "
-           "the max along `dim` (keepdim=True) before exp: softmax(x) equals softmax(x - max).",
-           e / e.sum(dim, keepdim=True))
-    e = torch.exp(x - x.max())
-    yield ("global max", "You subtract one max for the whole tensor: each slice along `dim` needs its own max "
-           "(x.amax(dim=dim, keepdim=True)), or the slices far below the overall max underflow to 0 (and 0 / 0 "
-           "is NaN).", e / e.sum(dim, keepdim=True))
+    no_max = ("You exponentiate x without subtracting the max first: exp of a logit above about 88 overflows "
+              "float32 to inf (and inf / inf is NaN), exp of one below about -104 underflows to 0. Subtract the max "
+              "along `dim` (keepdim=True) before exp: softmax(x) equals softmax(x - max).")
+    global_max = ("You subtract one max for the whole tensor: each slice along `dim` needs its own max "
+                  "(x.amax(dim=dim, keepdim=True)), or the slices far below the overall max underflow to 0.")
+    for bug, hint, e in (("no max", no_max, torch.exp(x)), ("global max", global_max, torch.exp(x - x.max()))):
+        total = e.sum(dim, keepdim=True)
+        yield bug, hint, e / total
+        yield bug, hint, e / total.masked_fill(total == 0, 1.0)  # with the guard for fully masked rows
     e = torch.exp(x - x.amax(dim, keepdim=True))
     yield ("not normalized", "Your softmax is not normalized: divide exp(x - max) by its sum along `dim` "
            "(keepdim=True), so that the entries of each slice sum to 1.", e)
@@ -310,7 +310,7 @@ def keeps_dtype(impl, dtype, T):
 
         def dtype_error(line: str, error: str, method=method) -> str:
             if any(sign in error for sign in DTYPE_ERRORS):
-                return (f"{_quoted(line)} mixes x ({name}) with a tensor of another dtype that {method} makes itself: "
+                return (f"{_quoted(line)} mixes x ({name}) with a tensor made inside {method} in another dtype: "
                         "create your (T, T) tensors with dtype=x.dtype and device=x.device.")
             return ""
 
@@ -508,8 +508,13 @@ def mask_problem(impl, name: str) -> str:
     """What is wrong with the mask of an averaging method: for average_softmax, the parts it is built
     from first, then the direction of its weights ('' when neither is wrong)."""
     module = impl.module("softmax")
-    return ((parts_problem(module) if name == "average_softmax" else "")
-            or mask_direction_problem(averaging_weights(getattr(module, name), 4)))
+    if name != "average_softmax":
+        return mask_direction_problem(averaging_weights(getattr(module, name), 4))
+    weights = averaging_weights(module.average_softmax, 4)
+    unmasked = weights.shape == (4, 4) and torch.allclose(weights, torch.full((4, 4), 0.25))
+    return parts_problem(module) or mask_direction_problem(weights) or (
+        "average_softmax does not mask the future: every position averages the whole sequence. Apply mask_future "
+        "to the scores before the softmax." if unmasked else "")
 
 
 @diagnosed_once
