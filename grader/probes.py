@@ -351,8 +351,9 @@ def run_train_step(train_step, model: torch.nn.Module, steps: list, optimizer_lr
     (0 by default: the weights stay put, so expected gradients are easy to compute).
 
     Returns what each call returned ('returned'), what the optimizer saw ('steps', 'events'),
-    how the model was called ('calls', 'backward_autocast' where it records them), and
-    whether gradients were left behind afterwards ('grads_after': name -> norm or None).
+    how the model was called ('calls', 'backward_autocast' where it records them), whether
+    gradients were left behind afterwards ('grads_after': name -> norm or None), and the
+    weights at the end ('parameters_after'), from which the parent reads what a step applied.
     """
     optimizer = RecordingSGD(model.named_parameters(), lr=optimizer_lr)
     returned = [train_step(model, optimizer, batches, **kwargs) for batches in steps]
@@ -363,6 +364,7 @@ def run_train_step(train_step, model: torch.nn.Module, steps: list, optimizer_lr
         "calls": list(getattr(model, "calls", [])),
         "backward_autocast": list(getattr(model, "backward_autocast", [])),
         "grads_after": {n: (None if p.grad is None else p.grad.norm().item()) for n, p in model.named_parameters()},
+        "parameters_after": {n: p.detach().clone() for n, p in model.named_parameters()},
     }
 
 

@@ -141,6 +141,7 @@ TRUST_ATTACKS = {
     "probe_optimizer_08": ("08_gpt2", "gpt2.py", ("optimizer_groups_split",)),
     "probe_attention_calls_09": ("09_speedups", "train.py", ("sdpa_called_with_is_causal",)),
     "probe_autocast_09": ("09_speedups", "train.py", ("autocast_forward_only",)),
+    "probe_recorded_grads_09": ("09_speedups", "train.py", ("accumulation_equals_big_batch",)),
     "probe_gradient_05": ("05_attention", "attention.py", ("gradients_reach",)),
     "probe_gradient_map_05": ("05_attention", "attention.py", ("gradient_causal",)),
     "probe_gradient_07": ("07_layernorm", "gpt.py", ("gpt_gradients_reach",)),

@@ -103,9 +103,12 @@ def random_batches(k, batch, T, vocab_size, seed):
     ]
 
 
-def big_batch_gradients(batches, seed=0, vocab_size=11):
-    """The gradients of TinyLM(seed) on all micro-batches at once, as one batch: what accumulation must give."""
+def big_batch_gradients(batches, seed=0, vocab_size=11, weights=None):
+    """The gradients of TinyLM(seed) (with `weights` instead, when given) on all micro-batches at
+    once, as one batch: what accumulation must give."""
     model = TinyLM(vocab_size=vocab_size, seed=seed)
+    if weights is not None:
+        model.load_state_dict(weights, strict=False)
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
     _, loss = model(x, y)
@@ -113,9 +116,18 @@ def big_batch_gradients(batches, seed=0, vocab_size=11):
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+# The recording optimizer's learning rate (when the check has train_step set none of its own): what
+# the steps applied can then be read from the weights, whatever the optimizer's records say.
+APPLIED_LR = 1.0
+
+
 def train_steps(impl, model, steps, **kwargs):
-    """run_train_step on the learner's train_step; checks the (loss, norm) floats it returns."""
-    result = impl.probe(run_train_step, impl.module("train").train_step, model, steps, **kwargs)
+    """run_train_step on the learner's train_step; checks the (loss, norm) floats it returns, and
+    that the gradients the optimizer recorded are the ones the weights show it applied."""
+    witness = "lr" not in kwargs
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}  # the grader's own model
+    result = impl.probe(run_train_step, impl.module("train").train_step, model, steps,
+                        **({"optimizer_lr": APPLIED_LR} if witness else {}), **kwargs)
     for i, returned in enumerate(result["returned"]):
         if type(returned) is not tuple or len(returned) != 2 or not all(type(v) is float for v in returned):
             shown = returned if not isinstance(returned, tuple) else tuple(type(v).__name__ for v in returned)
@@ -128,6 +140,17 @@ def train_steps(impl, model, steps, **kwargs):
             f"train_step was called {len(steps)} time(s) and called optimizer.step() {len(result['steps'])} time(s); "
             "each call is one optimizer step, after all its micro-batches."
         )
+    if witness:
+        after = result["parameters_after"]
+        for name, value in before.items():
+            applied = (value - after[name]) / APPLIED_LR
+            seen = sum((step["grads"][name] for step in result["steps"] if step["grads"].get(name) is not None),
+                       torch.zeros_like(value))
+            if not torch.allclose(applied, seen, rtol=1e-3, atol=1e-5):
+                raise CheckFailure(
+                    f"The weights of {name} moved by other gradients than the ones optimizer.step() was seen holding. "
+                    "train_step must update the model only through optimizer.step(), once per call."
+                )
     return result
 
 
@@ -690,14 +713,15 @@ def accumulation_equals_big_batch(impl, k, batch, T, seed):
     ratio = (got[first].double().norm() / expected[first].double().norm()).item() if got.get(first) is not None else 0
     hint = "Divide each micro-batch's loss by k = len(batches) before backward; zero the gradients only once per step."
     if k > 1 and math.isclose(ratio, k, rel_tol=1e-3):
-        hint = (f"Your gradients are {k} times too large: each micro-batch's loss is a mean over its own tokens, and "
-                "backward adds up the k gradients. Divide each loss by k (loss = loss / len(batches)) before backward.")
+        hint = cause(f"Your gradients are {k} times too large: each micro-batch's loss is a mean over its own tokens, "
+                     "and backward adds up the k gradients. Divide each loss by k (loss = loss / len(batches)) before "
+                     "backward.")
     elif k > 1:
         _, last_only = big_batch_gradients(batches[-1:], seed=seed)
         if all(torch.allclose(got[n] * k, last_only[n], rtol=1e-4, atol=1e-6) for n in last_only if got.get(n) is not None):
-            hint = ("Only the last micro-batch's gradients reached the optimizer: zero_grad is called inside the "
-                    "accumulation loop, wiping the earlier ones. Zero the gradients once per step, after "
-                    "optimizer.step() (or before the loop).")
+            hint = cause("Only the last micro-batch's gradients reached the optimizer: zero_grad is called inside the "
+                         "accumulation loop, wiping the earlier ones. Zero the gradients once per step, after "
+                         "optimizer.step() (or before the loop).")
     compare_grads(got, expected, f"train_step with k={k} micro-batches", hint)
     loss, _ = result["returned"][0]
     if not math.isclose(loss, big_loss, rel_tol=1e-4, abs_tol=1e-6):
@@ -711,10 +735,13 @@ def accumulation_equals_big_batch(impl, k, batch, T, seed):
 def zero_grad_each_step(impl):
     steps = [random_batches(2, 2, 4, 11, seed) for seed in (1, 2)]
     result = train_steps(impl, TinyLM(seed=3), steps, max_norm=1e9, amp_dtype=None)
-    _, expected = big_batch_gradients(steps[1], seed=3)  # lr 0: the weights never move
+    # The first step moves the weights by APPLIED_LR times its gradients: the second step's are taken there.
+    _, first = big_batch_gradients(steps[0], seed=3)
+    moved = {name: p.detach() - APPLIED_LR * first[name] for name, p in TinyLM(seed=3).named_parameters()}
+    _, expected = big_batch_gradients(steps[1], seed=3, weights=moved)
     compare_grads(result["steps"][1]["grads"], expected, "the second train_step",
-                  "The gradients of the first step were still there: backward adds to .grad. Call "
-                  "optimizer.zero_grad(set_to_none=True) once per step, after optimizer.step().")
+                  cause("The gradients of the first step were still there: backward adds to .grad. Call "
+                        "optimizer.zero_grad(set_to_none=True) once per step, after optimizer.step()."))
 
 
 @check("clip_grad_norm_ before the step: gradients scaled to max_norm, the norm before clipping returned", points=2)
@@ -851,6 +878,16 @@ def train_step_options(impl):
         raise CheckFailure(f"train_step(model, optimizer, batches), with amp_dtype left at its default, ran the "
                            f"forward under autocast dtype {dtypes} (None: no autocast); expected torch.bfloat16, the "
                            "default of amp_dtype.")
+    # The records, checked against the loss train_step returns, computed again here.
+    for amp_dtype, run, call in ((torch.float16, half, "amp_dtype=torch.float16"), (torch.bfloat16, default, "")):
+        returned, expected = run["returned"][0][0], tiny_lm_loss(batches, seed=1, amp_dtype=amp_dtype)
+        if not math.isclose(returned, expected, rel_tol=1e-5, abs_tol=1e-6):
+            raise CheckFailure(
+                f"train_step(model, optimizer, batches{', ' + call if call else ''}) returned the loss {returned:.7g}; "
+                f"the loss under {amp_dtype} autocast is {expected:.7g}.\n"
+                + cause("Your forward does not run under autocast to amp_dtype (whose default is torch.bfloat16): "
+                        "torch.autocast(device_type, dtype=amp_dtype).")
+            )
     seen = total_norm(default["steps"][0]["grads"])
     if not math.isclose(seen, 1.0, rel_tol=1e-2):
         raise CheckFailure(f"train_step(model, optimizer, batches), with max_norm left at its default, gave the "
