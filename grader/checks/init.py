@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..registry import CheckFailure
+from .values import then_hint
 
 
 def assert_init_loss(loss: float, vocab_size: int, tolerance: float, hint: str = "") -> None:
@@ -28,5 +29,6 @@ def assert_weight_stats(
     if abs(got_mean - mean) > mean_tol or abs(got_std - std) > std_rel_tol * max(std, 1e-12):
         raise CheckFailure(
             f"{name} at initialization has mean {got_mean:.4g} and std {got_std:.4g}; "
-            f"expected mean {mean:g} and std {std:g} (within {std_rel_tol:.0%}). " + hint
+            f"expected mean {mean:g} and std {std:g} (within {std_rel_tol:.0%})."
+            + then_hint(hint)
         )

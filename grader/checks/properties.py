@@ -20,7 +20,7 @@ import torch
 from ..handle import LearnerError
 from ..probes import READS_VALUES, call_moved, call_reporting_inputs
 from ..registry import CheckFailure
-from .values import assert_close
+from .values import assert_close, then_hint
 
 IN_PLACE_HINT = (
     "Callers keep using what they pass in: compute into a new tensor (x = x - m, not x -= m or "
@@ -35,11 +35,6 @@ DEVICE_HINT = (
     "stays on the CPU in float32 whatever the input: make it with device=x.device (and dtype=x.dtype), "
     "or register it as a buffer in __init__ so that .to() moves it with the module."
 )
-
-
-def _then(hint: str) -> str:
-    """A hint after a sentence: on the same line, or on its own when it starts a line (a cause)."""
-    return hint if not hint or hint.startswith("\n") else f" {hint}"
 
 
 def _argument_name(i: int | str, names: tuple[str, ...]) -> str:
@@ -167,13 +162,13 @@ def assert_stable(impl, fn, x: torch.Tensor, *args, what: str, scales=(10, 100),
             bad = [int(i) for i in (~torch.isfinite(got)).nonzero()[0]]
             raise CheckFailure(
                 f"{what} on inputs {scale}x larger (entries up to {big.abs().max().item():.3g}) gives "
-                f"{got[tuple(bad)].item()} at index {bad}.{_then(hint)}"
+                f"{got[tuple(bad)].item()} at index {bad}.{then_hint(hint)}"
             )
         exact = impl.probe(call_moved, fn, (big, *args), kwargs, "cpu", torch.float64)
         exact = exact[0] if isinstance(exact, tuple) else exact
         if isinstance(got, torch.Tensor) and isinstance(exact, torch.Tensor) and torch.isfinite(exact).all():
             assert_close(got, exact.to(got.dtype), f"{what} on inputs {scale}x larger", rtol=rtol, atol=atol * scale,
-                         hint=f"The same code in float64 gives other values.{_then(hint)}")
+                         hint=f"The same code in float64 gives other values.{then_hint(hint)}")
 
 
 def assert_generator_used(draw: Callable[[torch.Generator | None], Any], what: str, hint: str = "") -> None:
@@ -193,12 +188,12 @@ def assert_generator_used(draw: Callable[[torch.Generator | None], Any], what: s
     torch.manual_seed(12)
     if not same(first, draw(torch.Generator().manual_seed(5))):
         raise CheckFailure(f"{what}: two generators seeded alike gave different draws. Draw only with the generator "
-                           f"you are given (generator=generator), not with PyTorch's global random numbers.{_then(hint)}")
+                           f"you are given (generator=generator), not with PyTorch's global random numbers.{then_hint(hint)}")
     if same(draw(None), draw(None)):
         raise CheckFailure(
             f"{what}: with generator=None, two calls in a row gave the same draws. Without a generator, use PyTorch's "
             f"global random numbers (pass generator=None on to torch.multinomial / torch.randint); never make a "
-            f"generator with a fixed seed of your own.{_then(hint)}"
+            f"generator with a fixed seed of your own.{then_hint(hint)}"
         )
 
 
@@ -209,9 +204,10 @@ def expect_raises(call: Callable[[], Any], kind: type[BaseException], what: str,
     except LearnerError as exc:
         if isinstance(exc.original, kind):
             return exc
+        said = str(exc.original)[:200]
         raise CheckFailure(
-            f"{what} should raise {kind.__name__}, but it raised {type(exc.original).__name__}: "
-            f"{str(exc.original)[:200]} ({exc.where or 'in your code'}).{_then(hint)}"
+            f"{what} should raise {kind.__name__}, but it raised {type(exc.original).__name__}"
+            f"{': ' + said if said else ''} ({exc.where or 'in your code'}).{then_hint(hint)}"
         ) from None
     shown = repr(got)
-    raise CheckFailure(f"{what} should raise {kind.__name__}, but it returned {shown[:80]}.{_then(hint)}")
+    raise CheckFailure(f"{what} should raise {kind.__name__}, but it returned {shown[:80]}.{then_hint(hint)}")

@@ -15,6 +15,11 @@ def cause(text: str) -> str:
     return f"{LIKELY_CAUSE}{text}"
 
 
+def then_hint(hint: str) -> str:
+    """A hint to put after a sentence: on the same line, or on its own when it starts a line (a cause)."""
+    return hint if not hint or hint.startswith("\n") else f" {hint}"
+
+
 def expect_type(value: Any, kind: type, name: str) -> None:
     if type(value) is not kind:
         raise CheckFailure(f"{name} should be a {kind.__name__}, but it is a {type(value).__name__}: {_short(value)}.")
