@@ -639,14 +639,20 @@ def generate_temperature(impl):
         )
 
 
-@check("a seeded generator makes sampling reproducible (and is the one used)", points=1)
-def generate_uses_generator(impl):
-    V = 14
+def sampling_model(impl, V: int):
+    """A small GPT2 whose tied embedding spreads the next token's probability over several ids
+    (so that samples differ), and a batch of 4 two-token prompts."""
     model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
     state = model.state_dict()
     state["transformer.wte.weight"] = state["lm_head.weight"] = 0.3 * torch.randn(V, 8)
     model.load_state_dict(state)
-    idx = torch.randint(0, V, (4, 2))
+    return model, torch.randint(0, V, (4, 2))
+
+
+@check("a seeded generator makes sampling reproducible (and is the one used)", points=1)
+def generate_uses_generator(impl):
+    V = 14
+    model, idx = sampling_model(impl, V)
     a = impl.probe(generate_seeded, model, idx, 8, seed=7, global_seed=1)
     b = impl.probe(generate_seeded, model, idx, 8, seed=7, global_seed=2)
     expect_tensor(a, "generate(idx, 8, generator=g)", (4, 10), torch.int64)
@@ -891,11 +897,7 @@ def generate_stable_on_large_logits(impl):
 @check("generate draws new samples on every call when no generator is given", points=1)
 def generate_draws_anew(impl):
     V = 14
-    model = new_gpt2(impl, block_size=6, vocab_size=V, n_layer=1, n_head=2, n_embd=8)
-    state = model.state_dict()
-    state["transformer.wte.weight"] = state["lm_head.weight"] = 0.3 * torch.randn(V, 8)
-    model.load_state_dict(state)
-    idx = torch.randint(0, V, (4, 2))
+    model, idx = sampling_model(impl, V)
     first, second = model.generate(idx, 8), model.generate(idx, 8)
     expect_tensor(first, "generate(idx, 8)", (4, 10), torch.int64)
     if torch.equal(first, second):
