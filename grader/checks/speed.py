@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from ..registry import CheckFailure, Skip
+from .values import then_hint
 from ..sandbox import overhead_seconds
 
 # Taken when the grader is imported, before any learner code: code that later rebinds
@@ -218,8 +219,8 @@ def speed_verdict(result: SpeedResult, max_ratio: float, what: str, hint: str = 
         result,
         max_ratio,
         f"{what} took {result.ratio:.3g}x the reference's time (median of {result.repeats} interleaved runs: "
-        f"{result.learner_seconds:.3g} s vs {result.reference_seconds:.3g} s); at most {max_ratio:.3g}x is allowed. "
-        + hint,
+        f"{result.learner_seconds:.3g} s vs {result.reference_seconds:.3g} s); at most {max_ratio:.3g}x is allowed."
+        + then_hint(hint),
     )
 
 
