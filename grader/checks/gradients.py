@@ -49,7 +49,7 @@ def gradients_of(impl, model, *inputs, what: str) -> dict[str, float | None]:
 
 
 def assert_gradients_reach(grads: dict[str, float | None], what: str, frozen: tuple[str, ...] = ()) -> None:
-    """`grads` maps parameter names to gradient norms (None: no gradient), as probes.parameter_gradients returns."""
+    """`grads` maps parameter names to gradient norms (None: no gradient), as gradients_of returns."""
     if not grads:
         raise CheckFailure(f"{what} has no parameters at all: register them as nn.Parameter or inside nn.Module layers.")
     missing = [name for name, g in grads.items() if name not in frozen and (g is None or g == 0.0)]

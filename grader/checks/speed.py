@@ -15,8 +15,8 @@ from typing import Any, Callable
 import torch
 
 from ..registry import CheckFailure, Skip
-from .values import then_hint
 from ..sandbox import overhead_seconds
+from .values import then_hint
 
 # Taken when the grader is imported, before any learner code: code that later rebinds
 # time.perf_counter or time.process_time in the grader's own process (in-process grading)

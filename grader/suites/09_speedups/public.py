@@ -799,21 +799,31 @@ def autocast_forward_only(impl):
     if any(c["autocast"] for c in plain["calls"]):
         raise CheckFailure("With amp_dtype=None, the forward still ran under autocast; None means full precision "
                            "(torch.autocast(..., enabled=False), or no autocast at all).")
-    # What the records say must show in the loss train_step returns, computed again here: TinyLM's
-    # head runs in bfloat16 under autocast, which moves the loss by about 1e-3, far above float32's
-    # rounding.
-    for amp_dtype, run in ((torch.bfloat16, result), (None, plain)):
-        returned, expected = run["returned"][0][0], tiny_lm_loss(batches, seed=7, amp_dtype=amp_dtype)
-        if not math.isclose(returned, expected, rel_tol=1e-5, abs_tol=1e-6):
-            other = tiny_lm_loss(batches, seed=7, amp_dtype=None if amp_dtype else torch.bfloat16)
-            why = (f"the loss of a forward {'in full precision' if amp_dtype else 'under bf16 autocast'} instead"
-                   if math.isclose(returned, other, rel_tol=1e-5, abs_tol=1e-6) else "neither")
-            raise CheckFailure(
-                f"With amp_dtype={amp_dtype}, train_step returned the loss {returned:.7g}; the mean of the micro-batch "
-                f"losses {'under bf16 autocast' if amp_dtype else 'in full precision'} is {expected:.7g} ({why}). "
-                "Run model(x, y) inside torch.autocast(device_type=x.device.type, dtype=amp_dtype) when amp_dtype is "
-                "given, and without autocast when it is None."
-            )
+    expect_loss_of(result, batches, seed=7, amp_dtype=torch.bfloat16, call=", amp_dtype=torch.bfloat16")
+    expect_loss_of(plain, batches, seed=7, amp_dtype=None, call=", amp_dtype=None")
+
+
+def expect_loss_of(run, batches, seed: int, amp_dtype, call: str) -> None:
+    """What the records say must show in the loss train_step returned (`run`'s one step): the mean
+    loss of TinyLM(seed) over `batches` under autocast to amp_dtype (None: none), computed here.
+    TinyLM's head in half precision moves the loss by 1e-4 to 1e-3, far above float32's rounding."""
+    returned, expected = run["returned"][0][0], tiny_lm_loss(batches, seed=seed, amp_dtype=amp_dtype)
+    if math.isclose(returned, expected, rel_tol=1e-5, abs_tol=1e-6):
+        return
+
+    def under(dtype) -> str:
+        return f"under {str(dtype).removeprefix('torch.')} autocast" if dtype else "in full precision"
+
+    instead = next((d for d in (None, torch.bfloat16, torch.float16) if d != amp_dtype and math.isclose(
+        returned, tiny_lm_loss(batches, seed=seed, amp_dtype=d), rel_tol=1e-5, abs_tol=1e-6)), False)
+    why = f" (it is the loss {under(instead)})" if instead is not False else ""
+    raise CheckFailure(
+        f"train_step(model, optimizer, batches{call}) returned the loss {returned:.7g}; the mean of the micro-batch "
+        f"losses {under(amp_dtype)} is {expected:.7g}{why}.\n"
+        + cause("Your forward does not run under autocast to amp_dtype: run model(x, y) inside "
+                "torch.autocast(device_type=x.device.type, dtype=amp_dtype) when amp_dtype is given (its default is "
+                "torch.bfloat16), and without autocast when it is None.")
+    )
 
 
 def tiny_lm_loss(batches, seed: int, amp_dtype) -> float:
@@ -878,16 +888,8 @@ def train_step_options(impl):
         raise CheckFailure(f"train_step(model, optimizer, batches), with amp_dtype left at its default, ran the "
                            f"forward under autocast dtype {dtypes} (None: no autocast); expected torch.bfloat16, the "
                            "default of amp_dtype.")
-    # The records, checked against the loss train_step returns, computed again here.
-    for amp_dtype, run, call in ((torch.float16, half, "amp_dtype=torch.float16"), (torch.bfloat16, default, "")):
-        returned, expected = run["returned"][0][0], tiny_lm_loss(batches, seed=1, amp_dtype=amp_dtype)
-        if not math.isclose(returned, expected, rel_tol=1e-5, abs_tol=1e-6):
-            raise CheckFailure(
-                f"train_step(model, optimizer, batches{', ' + call if call else ''}) returned the loss {returned:.7g}; "
-                f"the loss under {amp_dtype} autocast is {expected:.7g}.\n"
-                + cause("Your forward does not run under autocast to amp_dtype (whose default is torch.bfloat16): "
-                        "torch.autocast(device_type, dtype=amp_dtype).")
-            )
+    expect_loss_of(half, batches, seed=1, amp_dtype=torch.float16, call=", amp_dtype=torch.float16")
+    expect_loss_of(default, batches, seed=1, amp_dtype=torch.bfloat16, call="")
     seen = total_norm(default["steps"][0]["grads"])
     if not math.isclose(seen, 1.0, rel_tol=1e-2):
         raise CheckFailure(f"train_step(model, optimizer, batches), with max_norm left at its default, gave the "
